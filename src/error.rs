@@ -1,0 +1,55 @@
+//! The library's error type: each variant names the file it is about and what to do.
+
+use std::io;
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+
+    #[error(
+        "{} has no checksum in {}: pinsight only loads model files listed there \
+         (add one with `sha256sum {name} >> SHA256SUMS` in that folder)",
+        path.display(), sums.display()
+    )]
+    NoChecksum { path: PathBuf, sums: PathBuf, name: String },
+
+    #[error(
+        "{} is damaged or was changed: its SHA-256 is {actual}, {} expects {expected} \
+         (restore the file, e.g. `git checkout -- {}`, or rebuild it with models/export.py)",
+        path.display(), sums.display(), path.display()
+    )]
+    ChecksumMismatch { path: PathBuf, sums: PathBuf, expected: String, actual: String },
+
+    #[error("{} is not an ONNX model pinsight can run: {reason}", path.display())]
+    NotOnnx { path: PathBuf, reason: String },
+
+    #[error("{} has the wrong {what}: it is {found}, pinsight needs {expected}", path.display())]
+    WrongShape { path: PathBuf, what: &'static str, found: String, expected: String },
+
+    #[error("head {} is not usable: {reason}", dir.display())]
+    BadHead { dir: PathBuf, reason: String },
+
+    #[error(
+        "head {} was made for another backbone (it lists {expected}, the backbone {} is {actual}): \
+         use the backbone it was trained with, or train the head again with `pinsight train`",
+        dir.display(), backbone.display()
+    )]
+    HeadForOtherBackbone { dir: PathBuf, backbone: PathBuf, expected: String, actual: String },
+
+    #[error("cannot decode image {}: {reason}", path.display())]
+    Image { path: PathBuf, reason: String },
+
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+impl Error {
+    pub(crate) fn read(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Read { path, source }
+    }
+}

@@ -1,0 +1,185 @@
+//! The backbone and head as one tract plan. Every use of tract in pinsight is in this module.
+//!
+//! A backbone file maps the 1 × 3 × 224 × 224 image tensor to pooled features (1 × F); a head
+//! maps features to logits (1 × C). Both are checked (checksum, ONNX, shapes, the head's
+//! backbone) and then spliced into one typed graph, so each image is one optimised tract run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::source::TypedSource;
+
+use crate::checksum::read_verified;
+use crate::head::{self, HeadFiles};
+use crate::preprocess::{INPUT_LEN, INPUT_SIDE};
+use crate::{Error, Result};
+
+const INPUT_SHAPE: [usize; 4] = [1, 3, INPUT_SIDE as usize, INPUT_SIDE as usize];
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// A backbone with a head on it: image tensor in, class probabilities out.
+pub struct Classifier {
+    plan: Plan,
+    labels: Vec<String>,
+    backbone_sha256: String,
+}
+
+impl Classifier {
+    /// Loads `backbone` (an ONNX file) and the head in `head_dir`, refusing damaged or
+    /// mismatched files with a message that names them.
+    pub fn load(backbone: &Path, head_dir: &Path) -> Result<Classifier> {
+        let (backbone_model, backbone_sha256, features) = load_backbone(backbone)?;
+        let head = HeadFiles::read(head_dir)?;
+        head.check_backbone(backbone, &backbone_sha256)?;
+        let head_path = head_dir.join(head::ONNX_FILE);
+        let head_model = parse(&head_path, &head.onnx)?;
+        expect_shape(&head_path, "input shape", input_shape(&head_model), &[1, features])?;
+        expect_shape(&head_path, "output shape", output_shape(&head_model), &[1, head.labels.len()])?;
+        let plan = splice(backbone_model, &head_model)
+            .and_then(|model| model.into_optimized())
+            .and_then(|model| model.into_runnable())
+            .map_err(|e| Error::NotOnnx { path: head_path, reason: format!("{e:#}") })?;
+        log::debug!("loaded {} with head {}", backbone.display(), head_dir.display());
+        Ok(Classifier { plan, labels: head.labels, backbone_sha256 })
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    pub fn backbone_sha256(&self) -> &str {
+        &self.backbone_sha256
+    }
+
+    /// Class probabilities (softmax of the head's logits) for one input tensor of `INPUT_LEN`
+    /// values, as [`crate::preprocess::Preprocessor::tensor`] makes it.
+    pub fn probabilities(&self, input: &[f32]) -> Result<Vec<f32>> {
+        assert_eq!(input.len(), INPUT_LEN, "input tensor length");
+        let input = Tensor::from_shape(&INPUT_SHAPE, input).map_err(inference)?;
+        let outputs = self.plan.run(tvec!(input.into())).map_err(inference)?;
+        let logits = outputs[0].try_as_plain_ram().map_err(inference)?;
+        Ok(softmax(logits.as_slice::<f32>().map_err(inference)?))
+    }
+}
+
+fn inference(e: TractError) -> Error {
+    Error::Inference(format!("{e:#}"))
+}
+
+/// Reads, verifies and parses a backbone; returns it with its SHA-256 and feature count.
+fn load_backbone(path: &Path) -> Result<(TypedModel, String, usize)> {
+    let (bytes, sha256) = read_verified(path)?;
+    let model = parse(path, &bytes)?;
+    expect_shape(path, "input shape", input_shape(&model), &INPUT_SHAPE)?;
+    let features = match output_shape(&model).as_deref() {
+        Some([1, features]) => *features,
+        other => {
+            return Err(Error::WrongShape {
+                path: path.into(),
+                what: "output shape",
+                found: describe(other),
+                expected: "[1, features]".into(),
+            });
+        }
+    };
+    Ok((model, sha256, features))
+}
+
+/// Parses ONNX bytes into a decluttered typed model with one f32 input and one f32 output.
+fn parse(path: &Path, bytes: &[u8]) -> Result<TypedModel> {
+    let not_onnx = |reason: String| Error::NotOnnx { path: PathBuf::from(path), reason };
+    let proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(|e| not_onnx(format!("{e:#}")))?;
+    let graph = proto.graph.as_ref().ok_or_else(|| not_onnx("it holds no graph".into()))?;
+    if graph.node.is_empty() || graph.input.len() != 1 || graph.output.len() != 1 {
+        return Err(not_onnx(format!(
+            "pinsight needs a graph with one input and one output; this one has {} nodes, {} inputs, {} outputs",
+            graph.node.len(),
+            graph.input.len(),
+            graph.output.len()
+        )));
+    }
+    let model = tract_onnx::onnx()
+        .model_for_proto_model(&proto)
+        .and_then(|model| model.into_typed())
+        .and_then(|model| model.into_decluttered())
+        .map_err(|e| not_onnx(format!("{e:#}")))?;
+    for fact in [model.input_fact(0), model.output_fact(0)] {
+        let datum_type = fact.map_err(|e| not_onnx(format!("{e:#}")))?.datum_type;
+        if datum_type != f32::datum_type() {
+            return Err(not_onnx(format!("its input and output must be float32, not {datum_type:?}")));
+        }
+    }
+    Ok(model)
+}
+
+fn input_shape(model: &TypedModel) -> Option<Vec<usize>> {
+    concrete(model.input_fact(0).ok())
+}
+
+fn output_shape(model: &TypedModel) -> Option<Vec<usize>> {
+    concrete(model.output_fact(0).ok())
+}
+
+fn concrete(fact: Option<&TypedFact>) -> Option<Vec<usize>> {
+    fact.and_then(|fact| fact.shape.as_concrete()).map(<[usize]>::to_vec)
+}
+
+fn describe(shape: Option<&[usize]>) -> String {
+    shape.map_or_else(|| "not fixed".into(), |shape| format!("{shape:?}"))
+}
+
+fn expect_shape(path: &Path, what: &'static str, found: Option<Vec<usize>>, expected: &[usize]) -> Result<()> {
+    if found.as_deref() == Some(expected) {
+        return Ok(());
+    }
+    Err(Error::WrongShape {
+        path: path.into(),
+        what,
+        found: describe(found.as_deref()),
+        expected: format!("{expected:?}"),
+    })
+}
+
+/// Wires every node of `head` after the output of `backbone`, whose output becomes the head's.
+fn splice(mut backbone: TypedModel, head: &TypedModel) -> TractResult<TypedModel> {
+    let mut outlets: HashMap<OutletId, OutletId> = HashMap::new();
+    outlets.insert(head.input_outlets()?[0], backbone.output_outlets()?[0]);
+    for id in head.eval_order()? {
+        let node = head.node(id);
+        if node.op_is::<TypedSource>() {
+            continue;
+        }
+        let inputs: TVec<OutletId> = node.inputs.iter().map(|input| outlets[input]).collect();
+        let wired = backbone.wire_node(format!("head.{}", node.name), node.op.clone(), &inputs)?;
+        for (slot, outlet) in wired.into_iter().enumerate() {
+            outlets.insert(OutletId::new(id, slot), outlet);
+        }
+    }
+    let logits = outlets[&head.output_outlets()?[0]];
+    backbone.select_output_outlets(&[logits])?;
+    Ok(backbone)
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::softmax;
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let p = softmax(&[1.0, 3.0, 2.0, 1000.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(p[3] > 0.99 && p[1] > p[2] && p[2] > p[0]);
+    }
+}

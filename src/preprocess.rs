@@ -1,0 +1,102 @@
+//! From a decoded RGB image to the backbone's input tensor.
+//!
+//! The contract (the same as `models/preprocess.py`, which made the model's calibration data):
+//! resize so the short side is 256 pixels with a bicubic (Catmull-Rom) filter that antialiases
+//! when shrinking, centre-crop 224 × 224, then `(v − 127) / 128` for each 0–255 value, laid out
+//! as 1 × 3 × 224 × 224 RGB planes.
+//!
+//! The resize and the crop are one SIMD resampling pass (fast_image_resize) over the source
+//! region that the crop keeps: the filter weights are the same as resizing the whole image and
+//! cropping afterwards, without computing the pixels that the crop throws away.
+
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use image::RgbImage;
+
+/// The side of the square input the backbone takes.
+pub const INPUT_SIDE: u32 = 224;
+/// Values in the input tensor: 3 planes of `INPUT_SIDE`².
+pub const INPUT_LEN: usize = 3 * (INPUT_SIDE * INPUT_SIDE) as usize;
+const RESIZE_SHORT: u32 = 256;
+const MEAN: f32 = 127.0;
+const SCALE: f32 = 128.0;
+
+/// The size an image of `width` × `height` is resized to before the crop.
+pub fn resized_size(width: u32, height: u32) -> (u32, u32) {
+    let scale = |long: u32, short: u32| (u64::from(long) * u64::from(RESIZE_SHORT) / u64::from(short)) as u32;
+    if width <= height {
+        (RESIZE_SHORT, scale(height, width))
+    } else {
+        (scale(width, height), RESIZE_SHORT)
+    }
+}
+
+/// Turns images into input tensors, reusing its buffers from one image to the next.
+pub struct Preprocessor {
+    resizer: Resizer,
+    crop: RgbImage,
+}
+
+impl Default for Preprocessor {
+    fn default() -> Self {
+        Preprocessor { resizer: Resizer::new(), crop: RgbImage::new(INPUT_SIDE, INPUT_SIDE) }
+    }
+}
+
+impl Preprocessor {
+    /// The resized and centre-cropped 224 × 224 image, before normalisation.
+    pub fn crop(&mut self, image: &RgbImage) -> &RgbImage {
+        let (width, height) = image.dimensions();
+        let (resized_width, resized_height) = resized_size(width, height);
+        let scale_x = f64::from(width) / f64::from(resized_width);
+        let scale_y = f64::from(height) / f64::from(resized_height);
+        let left = f64::from((resized_width - INPUT_SIDE) / 2) * scale_x;
+        let top = f64::from((resized_height - INPUT_SIDE) / 2) * scale_y;
+        let side = f64::from(INPUT_SIDE);
+        let options = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
+            .crop(left, top, side * scale_x, side * scale_y);
+        self.resizer
+            .resize(image, &mut self.crop, &options)
+            .expect("both images are non-empty RGB8 and the crop lies inside the source");
+        &self.crop
+    }
+
+    /// Writes the normalised input tensor for `image` into `input` (resized to `INPUT_LEN`).
+    pub fn tensor(&mut self, image: &RgbImage, input: &mut Vec<f32>) {
+        let crop = self.crop(image);
+        input.resize(INPUT_LEN, 0.0);
+        let plane = (INPUT_SIDE * INPUT_SIDE) as usize;
+        let (red, rest) = input.split_at_mut(plane);
+        let (green, blue) = rest.split_at_mut(plane);
+        for (i, pixel) in crop.pixels().enumerate() {
+            let [r, g, b] = pixel.0;
+            red[i] = (f32::from(r) - MEAN) / SCALE;
+            green[i] = (f32::from(g) - MEAN) / SCALE;
+            blue[i] = (f32::from(b) - MEAN) / SCALE;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_side_becomes_256() {
+        assert_eq!(resized_size(451, 300), (384, 256));
+        assert_eq!(resized_size(300, 451), (256, 384));
+        assert_eq!(resized_size(227, 227), (256, 256));
+        assert_eq!(resized_size(640, 480), (341, 256));
+    }
+
+    #[test]
+    fn uniform_image_gives_uniform_tensor() {
+        let image = RgbImage::from_pixel(640, 480, image::Rgb([255, 127, 0]));
+        let mut input = Vec::new();
+        Preprocessor::default().tensor(&image, &mut input);
+        let plane = INPUT_LEN / 3;
+        assert!(input[..plane].iter().all(|&v| v == 1.0));
+        assert!(input[plane..2 * plane].iter().all(|&v| v == 0.0));
+        assert!(input[2 * plane..].iter().all(|&v| v == -127.0 / 128.0));
+    }
+}
