@@ -43,3 +43,19 @@ def to_tensor(image: Image.Image) -> np.ndarray:
 
 def tensor_for(path) -> np.ndarray:
     return to_tensor(load_rgb(path))
+
+
+def main():
+    """Writes the 224 x 224 crop of a photo (the tensor before normalisation) as a PNG."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("image")
+    parser.add_argument("out_png")
+    args = parser.parse_args()
+    crop = (to_tensor(load_rgb(args.image))[0].transpose(1, 2, 0) * SCALE + MEAN).round()
+    Image.fromarray(crop.astype(np.uint8), "RGB").save(args.out_png)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,7 +15,10 @@ use crate::{Error, Result};
 pub const SUMS_FILE: &str = "SHA256SUMS";
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Reads `path` and checks it against the `SHA256SUMS` beside it. Returns the bytes and their
@@ -32,10 +35,17 @@ pub fn read_verified(path: &Path) -> Result<(Vec<u8>, String)> {
         .find(|(_, listed)| *listed == name)
         .map(|(sum, _)| sum.to_ascii_lowercase());
     match expected {
-        None => Err(Error::NoChecksum { path: path.into(), sums, name }),
-        Some(expected) if expected != actual => {
-            Err(Error::ChecksumMismatch { path: path.into(), sums, expected, actual })
-        }
+        None => Err(Error::NoChecksum {
+            path: path.into(),
+            sums,
+            name,
+        }),
+        Some(expected) if expected != actual => Err(Error::ChecksumMismatch {
+            path: path.into(),
+            sums,
+            expected,
+            actual,
+        }),
         Some(_) => Ok((bytes, actual)),
     }
 }
@@ -45,7 +55,9 @@ fn sums_path(path: &Path) -> PathBuf {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// One `sha256sum` line: `<hex>  <name>` (text mode) or `<hex> *<name>` (binary mode).
@@ -62,8 +74,14 @@ mod tests {
     #[test]
     fn parses_both_sha256sum_modes() {
         let sum = "a".repeat(64);
-        assert_eq!(parse_line(&format!("{sum}  model.onnx")), Some((sum.as_str(), "model.onnx")));
-        assert_eq!(parse_line(&format!("{sum} *model.onnx")), Some((sum.as_str(), "model.onnx")));
+        assert_eq!(
+            parse_line(&format!("{sum}  model.onnx")),
+            Some((sum.as_str(), "model.onnx"))
+        );
+        assert_eq!(
+            parse_line(&format!("{sum} *model.onnx")),
+            Some((sum.as_str(), "model.onnx"))
+        );
         assert_eq!(parse_line("not a checksum line"), None);
         assert_eq!(parse_line(&format!("{}  short.onnx", "a".repeat(63))), None);
     }

@@ -15,20 +15,34 @@ pub enum Error {
          (add one with `sha256sum {name} >> SHA256SUMS` in that folder)",
         path.display(), sums.display()
     )]
-    NoChecksum { path: PathBuf, sums: PathBuf, name: String },
+    NoChecksum {
+        path: PathBuf,
+        sums: PathBuf,
+        name: String,
+    },
 
     #[error(
         "{} is damaged or was changed: its SHA-256 is {actual}, {} expects {expected} \
          (restore the file, e.g. `git checkout -- {}`, or rebuild it with models/export.py)",
         path.display(), sums.display(), path.display()
     )]
-    ChecksumMismatch { path: PathBuf, sums: PathBuf, expected: String, actual: String },
+    ChecksumMismatch {
+        path: PathBuf,
+        sums: PathBuf,
+        expected: String,
+        actual: String,
+    },
 
     #[error("{} is not an ONNX model pinsight can run: {reason}", path.display())]
     NotOnnx { path: PathBuf, reason: String },
 
     #[error("{} has the wrong {what}: it is {found}, pinsight needs {expected}", path.display())]
-    WrongShape { path: PathBuf, what: &'static str, found: String, expected: String },
+    WrongShape {
+        path: PathBuf,
+        what: &'static str,
+        found: String,
+        expected: String,
+    },
 
     #[error("head {} is not usable: {reason}", dir.display())]
     BadHead { dir: PathBuf, reason: String },
@@ -38,13 +52,47 @@ pub enum Error {
          use the backbone it was trained with, or train the head again with `pinsight train`",
         dir.display(), backbone.display()
     )]
-    HeadForOtherBackbone { dir: PathBuf, backbone: PathBuf, expected: String, actual: String },
+    HeadForOtherBackbone {
+        dir: PathBuf,
+        backbone: PathBuf,
+        expected: String,
+        actual: String,
+    },
 
     #[error("cannot decode image {}: {reason}", path.display())]
     Image { path: PathBuf, reason: String },
 
     #[error("inference failed: {0}")]
     Inference(String),
+
+    #[error(
+        "no camera at {}: check that it is plugged in and which /dev/video* node it got \
+         (`ls /dev/video*`, `v4l2-ctl --list-devices`)",
+        device.display()
+    )]
+    CameraMissing { device: PathBuf },
+
+    #[error(
+        "permission denied opening {}: add the user to the `video` group \
+         (`sudo usermod -aG video $USER`, then log in again; see board/README.md)",
+        device.display()
+    )]
+    CameraPermission { device: PathBuf },
+
+    #[error(
+        "{} is busy: another program is streaming from it (find it with `fuser -v {}`)",
+        device.display(), device.display()
+    )]
+    CameraBusy { device: PathBuf },
+
+    #[error("camera {}: {reason}", device.display())]
+    Camera { device: PathBuf, reason: String },
+
+    #[error("cannot write results: {0}")]
+    Output(String),
+
+    #[error("no images to read at {spec}: {reason}")]
+    NoImages { spec: String, reason: String },
 }
 
 impl Error {

@@ -44,8 +44,12 @@ impl HeadFiles {
         let (onnx, _) = read_verified(&dir.join(ONNX_FILE))?;
         let (labels, _) = read_verified(&dir.join(LABELS_FILE))?;
         let (meta, _) = read_verified(&dir.join(META_FILE))?;
-        let bad = |reason: String| Error::BadHead { dir: dir.into(), reason };
-        let labels = String::from_utf8(labels).map_err(|_| bad(format!("{LABELS_FILE} is not UTF-8")))?;
+        let bad = |reason: String| Error::BadHead {
+            dir: dir.into(),
+            reason,
+        };
+        let labels =
+            String::from_utf8(labels).map_err(|_| bad(format!("{LABELS_FILE} is not UTF-8")))?;
         let labels: Vec<String> = labels.lines().map(str::to_owned).collect();
         let meta: HeadMeta =
             serde_json::from_slice(&meta).map_err(|e| bad(format!("{META_FILE}: {e}")))?;
@@ -57,14 +61,26 @@ impl HeadFiles {
             )));
         }
         if labels.len() < 2 || labels.iter().any(|l| l.trim().is_empty()) {
-            return Err(bad(format!("{LABELS_FILE} needs two or more non-empty labels")));
+            return Err(bad(format!(
+                "{LABELS_FILE} needs two or more non-empty labels"
+            )));
         }
-        Ok(HeadFiles { dir: dir.into(), onnx, labels, meta })
+        Ok(HeadFiles {
+            dir: dir.into(),
+            onnx,
+            labels,
+            meta,
+        })
     }
 
     /// Refuses a head trained on another backbone's features.
     pub fn check_backbone(&self, backbone: &Path, backbone_sha256: &str) -> Result<()> {
-        if self.meta.backbone_sha256.iter().any(|s| s.eq_ignore_ascii_case(backbone_sha256)) {
+        if self
+            .meta
+            .backbone_sha256
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(backbone_sha256))
+        {
             return Ok(());
         }
         Err(Error::HeadForOtherBackbone {

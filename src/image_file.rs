@@ -9,7 +9,10 @@ use crate::{Error, Result};
 /// Decodes an image file (JPEG, PNG, WebP, BMP) into RGB, turned upright by its EXIF orientation
 /// as a phone's photo viewer would show it.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let error = |e: image::ImageError| Error::Image { path: path.into(), reason: e.to_string() };
+    let error = |e: image::ImageError| Error::Image {
+        path: path.into(),
+        reason: e.to_string(),
+    };
     let reader = ImageReader::open(path)
         .map_err(Error::read(path))?
         .with_guessed_format()

@@ -30,7 +30,11 @@ enum Command {
 #[derive(Args)]
 struct ModelArgs {
     /// The backbone ONNX file; its folder holds the SHA256SUMS that it is checked against.
-    #[arg(long, env = "PINSIGHT_BACKBONE", default_value = "models/efficientnet-lite0/backbone-int8.onnx")]
+    #[arg(
+        long,
+        env = "PINSIGHT_BACKBONE",
+        default_value = "models/efficientnet-lite0/backbone-int8.onnx"
+    )]
     backbone: PathBuf,
     /// The head folder: head.onnx, labels.txt, head.json and SHA256SUMS.
     #[arg(long, env = "PINSIGHT_HEAD", default_value = "models/imagenet")]
@@ -41,7 +45,10 @@ impl ModelArgs {
     fn load(&self) -> Result<Classifier> {
         let started = Instant::now();
         let classifier = Classifier::load(&self.backbone, &self.head)?;
-        log::info!("model ready in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+        log::info!(
+            "model ready in {:.0} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
         Ok(classifier)
     }
 }

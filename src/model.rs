@@ -36,14 +36,35 @@ impl Classifier {
         head.check_backbone(backbone, &backbone_sha256)?;
         let head_path = head_dir.join(head::ONNX_FILE);
         let head_model = parse(&head_path, &head.onnx)?;
-        expect_shape(&head_path, "input shape", input_shape(&head_model), &[1, features])?;
-        expect_shape(&head_path, "output shape", output_shape(&head_model), &[1, head.labels.len()])?;
+        expect_shape(
+            &head_path,
+            "input shape",
+            input_shape(&head_model),
+            &[1, features],
+        )?;
+        expect_shape(
+            &head_path,
+            "output shape",
+            output_shape(&head_model),
+            &[1, head.labels.len()],
+        )?;
         let plan = splice(backbone_model, &head_model)
             .and_then(|model| model.into_optimized())
             .and_then(|model| model.into_runnable())
-            .map_err(|e| Error::NotOnnx { path: head_path, reason: format!("{e:#}") })?;
-        log::debug!("loaded {} with head {}", backbone.display(), head_dir.display());
-        Ok(Classifier { plan, labels: head.labels, backbone_sha256 })
+            .map_err(|e| Error::NotOnnx {
+                path: head_path,
+                reason: format!("{e:#}"),
+            })?;
+        log::debug!(
+            "loaded {} with head {}",
+            backbone.display(),
+            head_dir.display()
+        );
+        Ok(Classifier {
+            plan,
+            labels: head.labels,
+            backbone_sha256,
+        })
     }
 
     pub fn labels(&self) -> &[String] {
@@ -90,11 +111,17 @@ fn load_backbone(path: &Path) -> Result<(TypedModel, String, usize)> {
 
 /// Parses ONNX bytes into a decluttered typed model with one f32 input and one f32 output.
 fn parse(path: &Path, bytes: &[u8]) -> Result<TypedModel> {
-    let not_onnx = |reason: String| Error::NotOnnx { path: PathBuf::from(path), reason };
+    let not_onnx = |reason: String| Error::NotOnnx {
+        path: PathBuf::from(path),
+        reason,
+    };
     let proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &bytes[..])
         .map_err(|e| not_onnx(format!("{e:#}")))?;
-    let graph = proto.graph.as_ref().ok_or_else(|| not_onnx("it holds no graph".into()))?;
+    let graph = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| not_onnx("it holds no graph".into()))?;
     if graph.node.is_empty() || graph.input.len() != 1 || graph.output.len() != 1 {
         return Err(not_onnx(format!(
             "pinsight needs a graph with one input and one output; this one has {} nodes, {} inputs, {} outputs",
@@ -111,7 +138,9 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<TypedModel> {
     for fact in [model.input_fact(0), model.output_fact(0)] {
         let datum_type = fact.map_err(|e| not_onnx(format!("{e:#}")))?.datum_type;
         if datum_type != f32::datum_type() {
-            return Err(not_onnx(format!("its input and output must be float32, not {datum_type:?}")));
+            return Err(not_onnx(format!(
+                "its input and output must be float32, not {datum_type:?}"
+            )));
         }
     }
     Ok(model)
@@ -126,14 +155,20 @@ fn output_shape(model: &TypedModel) -> Option<Vec<usize>> {
 }
 
 fn concrete(fact: Option<&TypedFact>) -> Option<Vec<usize>> {
-    fact.and_then(|fact| fact.shape.as_concrete()).map(<[usize]>::to_vec)
+    fact.and_then(|fact| fact.shape.as_concrete())
+        .map(<[usize]>::to_vec)
 }
 
 fn describe(shape: Option<&[usize]>) -> String {
     shape.map_or_else(|| "not fixed".into(), |shape| format!("{shape:?}"))
 }
 
-fn expect_shape(path: &Path, what: &'static str, found: Option<Vec<usize>>, expected: &[usize]) -> Result<()> {
+fn expect_shape(
+    path: &Path,
+    what: &'static str,
+    found: Option<Vec<usize>>,
+    expected: &[usize],
+) -> Result<()> {
     if found.as_deref() == Some(expected) {
         return Ok(());
     }
@@ -178,8 +213,9 @@ mod tests {
 
     #[test]
     fn softmax_sums_to_one_and_keeps_order() {
-        let p = softmax(&[1.0, 3.0, 2.0, 1000.0]);
+        let p = softmax(&[1.0, 3.0, 2.0, 9.0]);
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(p[3] > 0.99 && p[1] > p[2] && p[2] > p[0]);
+        assert_eq!(softmax(&[1000.0, 1000.0]), [0.5, 0.5]);
     }
 }

@@ -22,7 +22,9 @@ const SCALE: f32 = 128.0;
 
 /// The size an image of `width` × `height` is resized to before the crop.
 pub fn resized_size(width: u32, height: u32) -> (u32, u32) {
-    let scale = |long: u32, short: u32| (u64::from(long) * u64::from(RESIZE_SHORT) / u64::from(short)) as u32;
+    let scale = |long: u32, short: u32| {
+        (u64::from(long) * u64::from(RESIZE_SHORT) / u64::from(short)) as u32
+    };
     if width <= height {
         (RESIZE_SHORT, scale(height, width))
     } else {
@@ -38,7 +40,10 @@ pub struct Preprocessor {
 
 impl Default for Preprocessor {
     fn default() -> Self {
-        Preprocessor { resizer: Resizer::new(), crop: RgbImage::new(INPUT_SIDE, INPUT_SIDE) }
+        Preprocessor {
+            resizer: Resizer::new(),
+            crop: RgbImage::new(INPUT_SIDE, INPUT_SIDE),
+        }
     }
 }
 
