@@ -1,16 +1,23 @@
 //! pinsight: a camera, an int8 image classifier you train yourself, and GPIO pins.
 //!
-//! The data flows one way: an image is decoded ([`image_file`]), resized and normalised into the
-//! backbone's input ([`preprocess`]), run through the frozen backbone and the head ([`model`],
-//! the only module that touches tract), and turned into ranked labels ([`scores`]). Model files
-//! are verified against their checksums before anything parses them ([`checksum`], [`head`]).
+//! The data flows one way: a frame comes from a camera or a file ([`source`]), is converted to
+//! RGB ([`frame`]), resized and normalised into the backbone's input ([`preprocess`]), run
+//! through the frozen backbone and the head ([`model`], the only module that touches tract),
+//! ranked ([`scores`]) and smoothed into a decision ([`decide`]); [`run`] is the loop that ties
+//! them together. Model files are verified against their checksums before anything parses them
+//! ([`checksum`], [`head`]).
 
+pub mod bench;
 pub mod checksum;
+pub mod decide;
 pub mod error;
+pub mod frame;
 pub mod head;
 pub mod image_file;
 pub mod model;
 pub mod preprocess;
+pub mod run;
 pub mod scores;
+pub mod source;
 
 pub use error::{Error, Result};

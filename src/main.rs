@@ -3,16 +3,21 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use pinsight::frame::PixelFormat;
 use pinsight::image_file::load_rgb;
 use pinsight::model::Classifier;
 use pinsight::preprocess::Preprocessor;
+use pinsight::run::{RunOptions, millis};
 use pinsight::scores::{Guess, top_k};
+use pinsight::source::{Camera, CameraConfig, Files, FrameSource};
 
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
@@ -25,6 +30,75 @@ struct Cli {
 enum Command {
     /// Classify image files and print the most likely labels for each.
     Classify(ClassifyArgs),
+    /// The main loop: classify frames from a camera (or image files) as they come, one JSON
+    /// line a result on stdout.
+    Run(RunArgs),
+    /// Measure the per-frame path on this machine: frame conversion and resize for each camera
+    /// format and size, and inference. Medians (and 99th percentiles) of repeated runs.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Timed runs of each measurement (after one warm-up run).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..))]
+    runs: u16,
+    /// The photo the synthetic camera frames are made from.
+    #[arg(long, default_value = "samples/rocket.jpg")]
+    photo: PathBuf,
+}
+
+fn bench(args: &BenchArgs) -> Result<()> {
+    use pinsight::bench::{CAMERA_FORMATS, camera_frame, frame_to_input, time};
+    let runs = usize::from(args.runs);
+    let photo = load_rgb(&args.photo)?;
+    let sizes = [(640, 480), (1280, 720)];
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "frame -> model input (convert to RGB, resize, crop, normalise), ms: median / p99 of {runs}"
+    )?;
+    write!(out, "{:<8}", "format")?;
+    for (width, height) in sizes {
+        write!(out, "{:>20}", format!("{width}x{height}"))?;
+    }
+    writeln!(out)?;
+    for format in CAMERA_FORMATS {
+        write!(out, "{:<8}", format.fourcc())?;
+        for (width, height) in sizes {
+            let timing = frame_to_input(&camera_frame(&photo, format, width, height), runs);
+            write!(
+                out,
+                "{:>20}",
+                format!("{:.3} / {:.3}", timing.median_ms, timing.p99_ms)
+            )?;
+        }
+        writeln!(out)?;
+    }
+    let started = Instant::now();
+    let classifier = args.model.load()?;
+    let ready = started.elapsed().as_secs_f64() * 1e3;
+    let mut input = Vec::new();
+    Preprocessor::default().tensor(&photo, &mut input);
+    let mut failure = None;
+    let timing = time(runs, || {
+        if let Err(e) = classifier.probabilities(&input) {
+            failure = Some(e);
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    writeln!(
+        out,
+        "inference ({}): model ready {ready:.0} ms, median {:.2} ms, p99 {:.2} ms (1 thread)",
+        args.model.backbone.display(),
+        timing.median_ms,
+        timing.p99_ms
+    )?;
+    Ok(())
 }
 
 #[derive(Args)]
@@ -66,6 +140,118 @@ struct ClassifyArgs {
     /// Image files (JPEG, PNG, WebP, BMP).
     #[arg(required = true)]
     images: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A V4L2 camera (/dev/videoN), a folder of images, a glob pattern or an image file.
+    #[arg(long, default_value = "/dev/video0")]
+    source: String,
+    /// Stop after this many results (default: run until the source ends or a signal).
+    #[arg(long)]
+    frames: Option<u64>,
+    /// Classify at most this many frames a second.
+    #[arg(long, value_parser = positive_f64)]
+    fps: Option<f64>,
+    /// The smoothed probability the best class needs to be reported as the result's label.
+    #[arg(long, default_value_t = 0.5, value_parser = probability)]
+    threshold: f32,
+    /// Average the probabilities of this many frames [default: 3 for a camera, 1 for files].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    smooth: Option<u16>,
+    /// How many labels each result lists.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    top: u16,
+    /// Camera: the frame size to ask for (the driver picks the nearest it has).
+    #[arg(long, default_value = "640x480", value_parser = frame_size)]
+    size: (u32, u32),
+    /// Camera: the pixel format to insist on (YUYV, NV12, RGB3, BGR3, GREY, MJPG) [default: the
+    /// cheapest to convert that the camera offers].
+    #[arg(long, value_parser = pixel_format)]
+    format: Option<PixelFormat>,
+}
+
+fn positive_f64(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value > 0.0 && value.is_finite() => Ok(value),
+        _ => Err(format!("{text:?} is not a positive number")),
+    }
+}
+
+fn probability(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text:?} is not a probability between 0 and 1")),
+    }
+}
+
+fn frame_size(text: &str) -> Result<(u32, u32), String> {
+    let parsed = text
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+    match parsed {
+        Some((width, height)) if width > 0 && height > 0 => Ok((width, height)),
+        _ => Err(format!("{text:?} is not a size like 640x480")),
+    }
+}
+
+fn pixel_format(text: &str) -> Result<PixelFormat, String> {
+    let code: [u8; 4] = text
+        .to_ascii_uppercase()
+        .into_bytes()
+        .try_into()
+        .map_err(|_| format!("{text:?} is not a four-letter code"))?;
+    PixelFormat::from_fourcc(&code).ok_or_else(|| {
+        format!("pinsight does not read {text:?}: use YUYV, NV12, RGB3, BGR3, GREY or MJPG")
+    })
+}
+
+fn run_loop(args: &RunArgs) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second Ctrl-C ends the process at once, should the loop be stuck.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())?;
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    // The source first: a missing camera is reported before the model spends time loading.
+    let is_camera = args.source.starts_with("/dev/");
+    let mut source: Box<dyn FrameSource> = if is_camera {
+        let (width, height) = args.size;
+        let config = CameraConfig {
+            device: args.source.clone().into(),
+            width,
+            height,
+            format: args.format,
+        };
+        Box::new(Camera::open(config)?)
+    } else {
+        Box::new(Files::open(&args.source)?)
+    };
+    let classifier = args.model.load()?;
+    let options = RunOptions {
+        frames: args.frames,
+        max_fps: args.fps,
+        top: args.top.into(),
+        threshold: args.threshold,
+        smooth: args
+            .smooth
+            .map_or(if is_camera { 3 } else { 1 }, usize::from),
+    };
+    let mut stdout = io::stdout().lock();
+    let summary = pinsight::run::run(source.as_mut(), &classifier, &options, &stop, |result| {
+        serde_json::to_writer(&mut stdout, result)?;
+        writeln!(stdout)?;
+        stdout.flush()
+    })?;
+    log::info!(
+        "{} results, {} frames skipped as corrupt, {} dropped for newer ones",
+        summary.decided,
+        summary.skipped,
+        summary.dropped
+    );
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -128,14 +314,11 @@ fn classify(args: &ClassifyArgs) -> Result<()> {
     Ok(())
 }
 
-fn millis(from: Instant, to: Instant) -> f64 {
-    let ms = to.duration_since(from).as_secs_f64() * 1e3;
-    (ms * 1e3).round() / 1e3
-}
-
 fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Classify(args) => classify(args).context("classify"),
+        Command::Run(args) => run_loop(args).context("run"),
+        Command::Bench(args) => bench(args).context("bench"),
     }
 }
 

@@ -1,0 +1,87 @@
+//! Image files as a frame source: a folder, a glob pattern or one file, in name order. It runs
+//! the whole loop without a camera (dry runs, tests, demos).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::{FrameSource, Next};
+use crate::frame::{Frame, PixelFormat};
+use crate::{Error, Result};
+
+const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp"];
+
+pub struct Files {
+    paths: std::vec::IntoIter<PathBuf>,
+    sequence: u64,
+}
+
+impl Files {
+    /// `spec` is a folder (its image files, by extension), a glob pattern (`photos/*.jpg`) or
+    /// one file.
+    pub fn open(spec: &str) -> Result<Files> {
+        let path = Path::new(spec);
+        let mut paths: Vec<PathBuf> = if path.is_dir() {
+            std::fs::read_dir(path)
+                .map_err(Error::read(path))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_image(p))
+                .collect()
+        } else if path.is_file() {
+            vec![path.to_path_buf()]
+        } else {
+            let pattern = glob::glob(spec).map_err(|e| Error::NoImages {
+                spec: spec.into(),
+                reason: e.to_string(),
+            })?;
+            pattern
+                .filter_map(|p| p.ok())
+                .filter(|p| p.is_file())
+                .collect()
+        };
+        if paths.is_empty() {
+            let reason = "no image files (.jpg, .jpeg, .png, .webp, .bmp) there".to_string();
+            return Err(Error::NoImages {
+                spec: spec.into(),
+                reason,
+            });
+        }
+        paths.sort();
+        Ok(Files {
+            paths: paths.into_iter(),
+            sequence: 0,
+        })
+    }
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        IMAGE_EXTENSIONS
+            .iter()
+            .any(|known| e.eq_ignore_ascii_case(known))
+    })
+}
+
+impl FrameSource for Files {
+    fn next_frame(&mut self) -> Result<Next> {
+        for path in self.paths.by_ref() {
+            let sequence = self.sequence;
+            self.sequence += 1;
+            match std::fs::read(&path) {
+                Ok(data) => {
+                    return Ok(Next::Frame(Frame {
+                        sequence,
+                        captured_at: Instant::now(),
+                        format: PixelFormat::Encoded,
+                        width: 0,
+                        height: 0,
+                        stride: 0,
+                        data,
+                        origin: path.display().to_string(),
+                    }));
+                }
+                Err(e) => log::warn!("skipping {}: {e}", path.display()),
+            }
+        }
+        Ok(Next::End)
+    }
+}

@@ -1,0 +1,33 @@
+//! Where frames come from: a V4L2 camera ([`Camera`]) or image files ([`Files`]), behind one
+//! small trait so that the run loop, dry runs and tests do not care which.
+
+mod camera;
+mod files;
+
+pub use camera::{Camera, CameraConfig};
+pub use files::Files;
+
+use crate::Result;
+use crate::frame::Frame;
+
+/// What a source has for the run loop.
+#[derive(Debug)]
+pub enum Next {
+    Frame(Frame),
+    /// Nothing yet (a camera between frames, or reconnecting); ask again. Sources return this
+    /// after a bounded wait, so that the loop can notice a stop request.
+    Waiting,
+    /// The source has no more frames (the end of a folder).
+    End,
+}
+
+pub trait FrameSource {
+    /// The newest frame. A camera that produces frames faster than they are taken drops the
+    /// older ones: a slow model never falls behind the scene.
+    fn next_frame(&mut self) -> Result<Next>;
+
+    /// How many frames were captured but replaced by a newer one before they were taken.
+    fn dropped(&self) -> u64 {
+        0
+    }
+}

@@ -1,0 +1,64 @@
+#!/bin/sh
+# End-to-end test of `pinsight run` against the kernel's vivid camera (tests/qemu/run-e2e runs it
+# in an arm64 guest, in /work, with models/ and the binary as /bin/pinsight):
+#  1. capture in three pixel formats: one JSON line a result, with per-stage times, exit 0;
+#  2. unplug and replug the camera (unbind/bind vivid) during a run: pinsight logs it, keeps
+#     running and produces results again once the camera is back.
+set -u
+export RUST_LOG=info
+fail() { echo "camera: FAIL: $*"; exit 1; }
+lines() { n=$(grep -c '"frame":' "$1" 2>/dev/null) || true; echo "${n:-0}"; }
+
+# Every result line must carry the four stage times and a label list.
+check_results() {
+    file=$1 expected=$2
+    count=$(lines "$file")
+    [ "$count" -eq "$expected" ] || fail "$file: $count result lines, expected $expected"
+    for field in '"capture":' '"convert":' '"inference":' '"decide":' '"top":\[{"label":' '"time":"'; do
+        with=$(grep -c "$field" "$file")
+        [ "$with" -eq "$expected" ] || fail "$file: $with of $expected lines have $field"
+    done
+}
+
+for format in YUYV NV12 RGB3; do
+    echo "== capture $format"
+    timeout 300 pinsight run --source /dev/video0 --format "$format" --frames 3 \
+        >"/tmp/$format.jsonl" 2>"/tmp/$format.log"
+    rc=$?
+    cat "/tmp/$format.log"
+    head -n 1 "/tmp/$format.jsonl"
+    [ $rc -eq 0 ] || fail "pinsight run --format $format exited $rc"
+    grep -q "streaming $format 640x480" "/tmp/$format.log" || fail "no 'streaming $format 640x480' in the log"
+    check_results "/tmp/$format.jsonl" 3
+    echo "camera: $format ok"
+done
+
+echo "== unplug and replug during a run"
+pinsight run --source /dev/video0 --frames 8 --fps 2 >/tmp/replug.jsonl 2>/tmp/replug.log &
+pid=$!
+waited=0
+while [ "$(lines /tmp/replug.jsonl)" -lt 2 ]; do
+    kill -0 $pid 2>/dev/null || { cat /tmp/replug.log; fail "pinsight ended before its second result"; }
+    [ $waited -lt 240 ] || fail "no second result within 240 s"
+    sleep 1; waited=$((waited + 1))
+done
+vivid-unplug || fail "vivid-unplug failed"
+sleep 3
+during=$(lines /tmp/replug.jsonl)
+kill -0 $pid 2>/dev/null || { cat /tmp/replug.log; fail "pinsight exited while the camera was unplugged"; }
+vivid-plug || fail "vivid-plug failed"
+waited=0
+while kill -0 $pid 2>/dev/null; do
+    [ $waited -lt 300 ] || { kill $pid; fail "pinsight did not finish within 300 s of the replug"; }
+    sleep 1; waited=$((waited + 1))
+done
+wait $pid
+rc=$?
+cat /tmp/replug.log
+[ $rc -eq 0 ] || fail "pinsight run exited $rc across the replug"
+check_results /tmp/replug.jsonl 8
+grep -q "camera stopped streaming" /tmp/replug.log || fail "the unplug was not logged"
+grep -q "camera is back" /tmp/replug.log || fail "the replug was not logged"
+after=$((8 - during))
+[ $after -gt 0 ] || fail "no result after the replug"
+echo "camera: replug ok ($during results before and while unplugged, $after after the replug)"
