@@ -157,3 +157,17 @@ fn cli_run_names_a_missing_camera() {
         "{stderr}"
     );
 }
+
+#[test]
+fn cli_run_says_when_a_device_is_not_a_camera() {
+    let output = common::pinsight()
+        .args(["run", "--source", "/dev/null"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("camera /dev/null: is not a V4L2 video device"),
+        "{stderr}"
+    );
+}

@@ -349,6 +349,12 @@ fn camera_error(path: &Path, error: io::Error) -> Error {
         }
         (io::ErrorKind::PermissionDenied, _) => Error::CameraPermission { device },
         (_, Some(libc::EBUSY)) => Error::CameraBusy { device },
+        (_, Some(libc::ENOTTY | libc::EINVAL)) => Error::Camera {
+            device,
+            reason: "is not a V4L2 video device (it does not answer VIDIOC_QUERYCAP): \
+                     cameras are /dev/videoN nodes (`v4l2-ctl --list-devices`)"
+                .into(),
+        },
         _ => Error::Camera {
             device,
             reason: error.to_string(),
