@@ -88,6 +88,15 @@ pub enum Error {
     #[error("camera {}: {reason}", device.display())]
     Camera { device: PathBuf, reason: String },
 
+    #[error("training data {}: {reason}", dir.display())]
+    Dataset { dir: PathBuf, reason: String },
+
+    #[error("training failed: {0}")]
+    Training(String),
+
+    #[error("cannot write {}: {reason}", path.display())]
+    Write { path: PathBuf, reason: String },
+
     #[error("cannot write results: {0}")]
     Output(String),
 

@@ -91,3 +91,78 @@ impl HeadFiles {
         })
     }
 }
+
+/// Writes a head folder so that `dir` never holds half a head: the files (and their
+/// `SHA256SUMS`) are written into a temporary folder beside it, which then takes `dir`'s place
+/// in one rename (an existing head is swapped out atomically and removed).
+pub fn write_head_dir(dir: &Path, onnx: &[u8], labels: &[String], meta: &HeadMeta) -> Result<()> {
+    let fail = |e: std::io::Error| Error::Write {
+        path: dir.into(),
+        reason: e.to_string(),
+    };
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(fail)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".pinsight-head-")
+        .tempdir_in(parent)
+        .map_err(fail)?;
+    let labels_text: String = labels.iter().map(|l| format!("{l}\n")).collect();
+    let meta_text = serde_json::to_string_pretty(meta).expect("metadata serialises") + "\n";
+    let files: [(&str, &[u8]); 3] = [
+        (ONNX_FILE, onnx),
+        (LABELS_FILE, labels_text.as_bytes()),
+        (META_FILE, meta_text.as_bytes()),
+    ];
+    let mut sums = String::new();
+    for (name, bytes) in files {
+        std::fs::write(staging.path().join(name), bytes).map_err(fail)?;
+        sums.push_str(&format!("{}  {name}\n", crate::checksum::sha256_hex(bytes)));
+    }
+    std::fs::write(staging.path().join(crate::checksum::SUMS_FILE), sums).map_err(fail)?;
+    for name in [
+        ONNX_FILE,
+        LABELS_FILE,
+        META_FILE,
+        crate::checksum::SUMS_FILE,
+    ] {
+        std::fs::File::open(staging.path().join(name))
+            .and_then(|f| f.sync_all())
+            .map_err(fail)?;
+    }
+    swap_into_place(staging.path(), dir).map_err(fail)?;
+    // `staging` now holds the previous head, if there was one; dropping it removes it.
+    Ok(())
+}
+
+/// Moves the folder `from` to `to`. When `to` exists the two are exchanged in one
+/// `renameat2(RENAME_EXCHANGE)`, so `to` is always a complete folder.
+fn swap_into_place(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    if !to.exists() {
+        return std::fs::rename(from, to);
+    }
+    if !to.is_dir() {
+        return Err(std::io::Error::other("exists and is not a folder"));
+    }
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (from_c, to_c) = (c(from)?, c(to)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let status = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

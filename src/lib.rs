@@ -9,15 +9,21 @@
 
 pub mod bench;
 pub mod checksum;
+pub mod dataset;
 pub mod decide;
 pub mod error;
+pub mod features;
+pub mod files;
 pub mod frame;
 pub mod head;
 pub mod image_file;
+pub mod learn;
 pub mod model;
 pub mod preprocess;
+pub mod report;
 pub mod run;
 pub mod scores;
 pub mod source;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -1,8 +1,10 @@
-//! The backbone and head as one tract plan. Every use of tract in pinsight is in this module.
+//! The backbone and head as one tract plan. Every use of tract in pinsight is in this module,
+//! including writing a trained head as ONNX ([`head_onnx`]).
 //!
 //! A backbone file maps the 1 × 3 × 224 × 224 image tensor to pooled features (1 × F); a head
 //! maps features to logits (1 × C). Both are checked (checksum, ONNX, shapes, the head's
 //! backbone) and then spliced into one typed graph, so each image is one optimised tract run.
+//! [`Backbone`] runs the backbone alone, for extracting the features a head is trained on.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -78,12 +80,176 @@ impl Classifier {
     /// Class probabilities (softmax of the head's logits) for one input tensor of `INPUT_LEN`
     /// values, as [`crate::preprocess::Preprocessor::tensor`] makes it.
     pub fn probabilities(&self, input: &[f32]) -> Result<Vec<f32>> {
-        assert_eq!(input.len(), INPUT_LEN, "input tensor length");
-        let input = Tensor::from_shape(&INPUT_SHAPE, input).map_err(inference)?;
-        let outputs = self.plan.run(tvec!(input.into())).map_err(inference)?;
-        let logits = outputs[0].try_as_plain_ram().map_err(inference)?;
-        Ok(softmax(logits.as_slice::<f32>().map_err(inference)?))
+        Ok(softmax(&self.logits(input)?))
     }
+
+    /// The head's raw outputs for one input tensor.
+    pub fn logits(&self, input: &[f32]) -> Result<Vec<f32>> {
+        run_image(&self.plan, input)
+    }
+}
+
+/// The backbone alone: image tensor in, pooled features out.
+pub struct Backbone {
+    plan: Plan,
+    sha256: String,
+    feature_len: usize,
+}
+
+impl Backbone {
+    pub fn load(path: &Path) -> Result<Backbone> {
+        let (model, sha256, feature_len) = load_backbone(path)?;
+        let plan = model
+            .into_optimized()
+            .and_then(|model| model.into_runnable())
+            .map_err(|e| Error::NotOnnx {
+                path: path.into(),
+                reason: format!("{e:#}"),
+            })?;
+        Ok(Backbone {
+            plan,
+            sha256,
+            feature_len,
+        })
+    }
+
+    /// The SHA-256 of the backbone file, which heads trained on its features record.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    pub fn feature_len(&self) -> usize {
+        self.feature_len
+    }
+
+    /// The pooled features of one input tensor of `INPUT_LEN` values.
+    pub fn features(&self, input: &[f32]) -> Result<Vec<f32>> {
+        run_image(&self.plan, input)
+    }
+}
+
+fn run_image(plan: &Plan, input: &[f32]) -> Result<Vec<f32>> {
+    assert_eq!(input.len(), INPUT_LEN, "input tensor length");
+    let input = Tensor::from_shape(&INPUT_SHAPE, input).map_err(inference)?;
+    let outputs = plan.run(tvec!(input.into())).map_err(inference)?;
+    let output = outputs[0].try_as_plain_ram().map_err(inference)?;
+    Ok(output.as_slice::<f32>().map_err(inference)?.to_vec())
+}
+
+/// One fully connected layer as ONNX Gemm stores it with `transB = 1`: `weights` holds
+/// `outputs` rows of `inputs` values.
+pub struct DenseLayer<'a> {
+    pub weights: &'a [f32],
+    pub bias: &'a [f32],
+    pub inputs: usize,
+    pub outputs: usize,
+}
+
+/// A head as ONNX bytes: `features [1, F]` → Gemm → (Relu → Gemm)* → `logits [1, C]`, the
+/// layout pinsight loads (a Relu between consecutive layers).
+pub fn head_onnx(layers: &[DenseLayer]) -> Vec<u8> {
+    use prost::Message;
+    use tract_onnx::pb::{
+        AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+        TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto, tensor_proto,
+        tensor_shape_proto, type_proto,
+    };
+
+    let value_info = |name: &str, width: usize| {
+        let dim = |value: usize| tensor_shape_proto::Dimension {
+            value: Some(tensor_shape_proto::dimension::Value::DimValue(value as i64)),
+            ..Default::default()
+        };
+        let tensor = type_proto::Tensor {
+            elem_type: tensor_proto::DataType::Float as i32,
+            shape: Some(TensorShapeProto {
+                dim: vec![dim(1), dim(width)],
+            }),
+        };
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(tensor)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    };
+    let initializer = |name: String, dims: Vec<i64>, values: &[f32]| TensorProto {
+        name,
+        dims,
+        data_type: tensor_proto::DataType::Float as i32,
+        float_data: values.to_vec(),
+        ..Default::default()
+    };
+    let mut graph = GraphProto {
+        name: "pinsight_head".into(),
+        ..Default::default()
+    };
+    let mut input = "features".to_string();
+    for (i, layer) in layers.iter().enumerate() {
+        let last = i + 1 == layers.len();
+        let (weights, bias) = (format!("dense{i}.weight"), format!("dense{i}.bias"));
+        let gemm = if last {
+            "logits".to_string()
+        } else {
+            format!("dense{i}")
+        };
+        graph.initializer.push(initializer(
+            weights.clone(),
+            vec![layer.outputs as i64, layer.inputs as i64],
+            layer.weights,
+        ));
+        graph.initializer.push(initializer(
+            bias.clone(),
+            vec![layer.outputs as i64],
+            layer.bias,
+        ));
+        graph.node.push(NodeProto {
+            name: format!("dense{i}"),
+            op_type: "Gemm".into(),
+            input: vec![input, weights, bias],
+            output: vec![gemm.clone()],
+            attribute: vec![AttributeProto {
+                name: "transB".into(),
+                r#type: attribute_proto::AttributeType::Int as i32,
+                i: 1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        input = gemm;
+        if !last {
+            let relu = format!("relu{i}");
+            graph.node.push(NodeProto {
+                name: relu.clone(),
+                op_type: "Relu".into(),
+                input: vec![input],
+                output: vec![relu.clone()],
+                ..Default::default()
+            });
+            input = relu;
+        }
+    }
+    graph.input.push(value_info(
+        "features",
+        layers.first().map_or(0, |l| l.inputs),
+    ));
+    graph
+        .output
+        .push(value_info("logits", layers.last().map_or(0, |l| l.outputs)));
+    let model = ModelProto {
+        ir_version: 9,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 18,
+        }],
+        producer_name: "pinsight".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(graph),
+        ..Default::default()
+    };
+    model.encode_to_vec()
 }
 
 fn inference(e: TractError) -> Error {

@@ -1,0 +1,255 @@
+//! A folder of labelled photos: one sub-folder per class, optionally already split.
+//!
+//! ```text
+//! DATA_DIR/<class>/*.jpg                      split here: stratified, with a fixed seed
+//! DATA_DIR/{train,validation,test}/<class>/*  split by the user (test/ is optional)
+//! ```
+//! The photos are only ever read: nothing in `DATA_DIR` is moved, renamed or written.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::train::rng::SplitMix64;
+use crate::{Error, Result};
+
+const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp"];
+const SPLITS: [&str; 3] = ["train", "validation", "test"];
+
+/// A photo and the index of its class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Photo {
+    pub path: PathBuf,
+    pub class: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PhotoSet {
+    /// Class names, sorted: the index of a name is its class index.
+    pub classes: Vec<String>,
+    pub train: Vec<Photo>,
+    pub validation: Vec<Photo>,
+    pub test: Vec<Photo>,
+    /// Whether the folders gave the split (else pinsight made it).
+    pub presplit: bool,
+}
+
+impl PhotoSet {
+    /// Reads the folder layout. Without split folders, each class is split 70/15/15 into
+    /// train/validation/test by a shuffle with `seed` (at least one validation photo for a
+    /// class of 3 or more).
+    pub fn scan(dir: &Path, seed: u64) -> Result<PhotoSet> {
+        let bad = |reason: String| Error::Dataset {
+            dir: dir.into(),
+            reason,
+        };
+        if !dir.is_dir() {
+            return Err(bad("it is not a folder".into()));
+        }
+        let presplit = dir.join("train").is_dir();
+        let dataset = if presplit {
+            let classes = class_names(&dir.join("train"))?;
+            let mut sets = Vec::new();
+            for split in SPLITS {
+                let split_dir = dir.join(split);
+                if split_dir.is_dir() {
+                    let extra: Vec<String> = class_names(&split_dir)?
+                        .into_iter()
+                        .filter(|c| !classes.contains(c))
+                        .collect();
+                    if !extra.is_empty() {
+                        return Err(bad(format!(
+                            "{split}/ has classes that train/ lacks: {}",
+                            extra.join(", ")
+                        )));
+                    }
+                    sets.push(photos(&split_dir, &classes)?);
+                } else {
+                    sets.push(Vec::new());
+                }
+            }
+            let [train, validation, test] =
+                <[Vec<Photo>; 3]>::try_from(sets).expect("three splits");
+            PhotoSet {
+                classes,
+                train,
+                validation,
+                test,
+                presplit,
+            }
+        } else {
+            let classes = class_names(dir)?;
+            let all = photos(dir, &classes)?;
+            let (train, validation, test) = stratified_split(all, classes.len(), seed);
+            PhotoSet {
+                classes,
+                train,
+                validation,
+                test,
+                presplit,
+            }
+        };
+        dataset.check().map_err(bad)?;
+        Ok(dataset)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.classes.len() < 2 {
+            return Err(format!(
+                "a classifier needs at least 2 classes (one folder of photos each); found {}",
+                self.classes.len()
+            ));
+        }
+        let counts = self.counts(&self.train);
+        let small: Vec<String> = self
+            .classes
+            .iter()
+            .zip(&counts)
+            .filter(|(_, n)| **n < 2)
+            .map(|(class, n)| format!("{class} ({n})"))
+            .collect();
+        if !small.is_empty() {
+            return Err(format!(
+                "every class needs at least 2 training photos; too few in: {}",
+                small.join(", ")
+            ));
+        }
+        if self.validation.is_empty() {
+            return Err(
+                "no validation photos: add a validation/ folder, or more photos per class".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Photos per class in `set`.
+    pub fn counts(&self, set: &[Photo]) -> Vec<usize> {
+        let mut counts = vec![0; self.classes.len()];
+        for photo in set {
+            counts[photo.class] += 1;
+        }
+        counts
+    }
+}
+
+fn class_names(dir: &Path) -> Result<Vec<String>> {
+    let names: BTreeSet<String> = std::fs::read_dir(dir)
+        .map_err(Error::read(dir))?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().is_dir())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| !name.starts_with('.') && !SPLITS.contains(&name.as_str()))
+        .collect();
+    Ok(names.into_iter().collect())
+}
+
+/// The image files of each class folder under `dir`, in name order; other files are named in a
+/// warning and left out.
+fn photos(dir: &Path, classes: &[String]) -> Result<Vec<Photo>> {
+    let mut photos = Vec::new();
+    for (class, name) in classes.iter().enumerate() {
+        let class_dir = dir.join(name);
+        if !class_dir.is_dir() {
+            continue;
+        }
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&class_dir)
+            .map_err(Error::read(&class_dir))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.is_file())
+            .collect();
+        paths.sort();
+        for path in paths {
+            if is_image(&path) {
+                photos.push(Photo { path, class });
+            } else {
+                log::warn!(
+                    "skipping {}: not an image file (.jpg, .jpeg, .png, .webp, .bmp)",
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(photos)
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        IMAGE_EXTENSIONS
+            .iter()
+            .any(|known| e.eq_ignore_ascii_case(known))
+    })
+}
+
+fn stratified_split(
+    all: Vec<Photo>,
+    classes: usize,
+    seed: u64,
+) -> (Vec<Photo>, Vec<Photo>, Vec<Photo>) {
+    let (mut train, mut validation, mut test) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rng = SplitMix64::new(seed);
+    for class in 0..classes {
+        let mut members: Vec<Photo> = all.iter().filter(|p| p.class == class).cloned().collect();
+        // Fisher-Yates with a fixed seed: the same folder always splits the same way.
+        for i in (1..members.len()).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            members.swap(i, j);
+        }
+        let n = members.len();
+        let held_out = if n >= 3 {
+            ((n as f64 * 0.15).round() as usize).max(1)
+        } else {
+            0
+        };
+        let tested = if n >= 4 { held_out } else { 0 };
+        test.extend(members.drain(..tested));
+        validation.extend(members.drain(..held_out));
+        train.extend(members);
+    }
+    (train, validation, test)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn photo(class: usize, i: usize) -> Photo {
+        Photo {
+            path: PathBuf::from(format!("{class}/{i}.jpg")),
+            class,
+        }
+    }
+
+    #[test]
+    fn split_is_stratified_and_fixed_by_the_seed() {
+        let all: Vec<Photo> = (0..2)
+            .flat_map(|c| (0..20).map(move |i| photo(c, i)))
+            .collect();
+        let (train, validation, test) = stratified_split(all.clone(), 2, 7);
+        for class in 0..2 {
+            let count = |set: &[Photo]| set.iter().filter(|p| p.class == class).count();
+            assert_eq!(
+                (count(&train), count(&validation), count(&test)),
+                (14, 3, 3)
+            );
+        }
+        let again = stratified_split(all.clone(), 2, 7);
+        assert_eq!((train.clone(), validation.clone(), test.clone()), again);
+        assert_ne!(
+            stratified_split(all, 2, 8).1,
+            validation,
+            "another seed, another split"
+        );
+    }
+
+    #[test]
+    fn small_classes_keep_their_photos_for_training() {
+        let all = vec![
+            photo(0, 0),
+            photo(0, 1),
+            photo(1, 0),
+            photo(1, 1),
+            photo(1, 2),
+        ];
+        let (train, validation, test) = stratified_split(all, 2, 1);
+        assert_eq!((train.len(), validation.len(), test.len()), (4, 1, 0));
+    }
+}

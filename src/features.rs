@@ -1,0 +1,162 @@
+//! Backbone features of photos, cached on disk so that training a head again on the same photos
+//! does not run the backbone again.
+//!
+//! The cache holds one small file per photo and variant, keyed by the SHA-256 of the photo's
+//! bytes (not its name: a renamed photo is still a hit, an edited one is not) under a folder
+//! named by the backbone's SHA-256 (another backbone never reads these features). Files are
+//! written to a temporary name and renamed, so an interrupted run leaves no partial entry.
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use image::imageops::{self, FilterType};
+
+use crate::checksum::sha256_hex;
+use crate::image_file::decode;
+use crate::model::Backbone;
+use crate::preprocess::Preprocessor;
+use crate::{Error, Result};
+
+/// A photo as it is, or changed a little to give the head more to learn from (augmentation at
+/// extraction time: each variant is one more training example).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Plain,
+    /// Mirrored left to right.
+    Flip,
+    /// The central 85%, as if the camera were a little closer.
+    Zoom,
+    /// 12% brighter.
+    Brighter,
+    /// 12% darker.
+    Darker,
+}
+
+impl Variant {
+    pub const AUGMENTED: [Variant; 5] = [
+        Variant::Plain,
+        Variant::Flip,
+        Variant::Zoom,
+        Variant::Brighter,
+        Variant::Darker,
+    ];
+
+    fn key(self) -> &'static str {
+        match self {
+            Variant::Plain => "plain",
+            Variant::Flip => "flip",
+            Variant::Zoom => "zoom",
+            Variant::Brighter => "bright",
+            Variant::Darker => "dark",
+        }
+    }
+
+    fn apply(self, image: RgbImage) -> RgbImage {
+        match self {
+            Variant::Plain => image,
+            Variant::Flip => imageops::flip_horizontal(&image),
+            Variant::Zoom => {
+                let (width, height) = image.dimensions();
+                let (w, h) = ((width * 85 / 100).max(1), (height * 85 / 100).max(1));
+                let crop =
+                    imageops::crop_imm(&image, (width - w) / 2, (height - h) / 2, w, h).to_image();
+                imageops::resize(&crop, width, height, FilterType::CatmullRom)
+            }
+            Variant::Brighter => scale_brightness(image, 1.12),
+            Variant::Darker => scale_brightness(image, 0.88),
+        }
+    }
+}
+
+fn scale_brightness(mut image: RgbImage, factor: f32) -> RgbImage {
+    for value in image.iter_mut() {
+        *value = (f32::from(*value) * factor).round().clamp(0.0, 255.0) as u8;
+    }
+    image
+}
+
+/// The default cache folder: `$XDG_CACHE_HOME/pinsight/features`, else
+/// `~/.cache/pinsight/features`.
+pub fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("pinsight").join("features")
+}
+
+/// Extracts features through the backbone, reading and filling the cache.
+pub struct Extractor<'a> {
+    backbone: &'a Backbone,
+    dir: PathBuf,
+    preprocessor: Preprocessor,
+    input: Vec<f32>,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl<'a> Extractor<'a> {
+    pub fn new(backbone: &'a Backbone, cache_root: &Path) -> Result<Extractor<'a>> {
+        let dir = cache_root.join(&backbone.sha256()[..16]);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Write {
+            path: dir.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Extractor {
+            backbone,
+            dir,
+            preprocessor: Preprocessor::default(),
+            input: Vec::new(),
+            hits: 0,
+            misses: 0,
+        })
+    }
+
+    /// The features of each variant of the photo at `path`, in the order given.
+    pub fn features(&mut self, path: &Path, variants: &[Variant]) -> Result<Vec<Vec<f32>>> {
+        let bytes = std::fs::read(path).map_err(Error::read(path))?;
+        let sha256 = sha256_hex(&bytes);
+        let mut decoded = None;
+        let mut out = Vec::with_capacity(variants.len());
+        for &variant in variants {
+            let entry = self.dir.join(format!("{sha256}.{}.f32", variant.key()));
+            if let Some(features) = self.read_entry(&entry) {
+                self.hits += 1;
+                out.push(features);
+                continue;
+            }
+            self.misses += 1;
+            if decoded.is_none() {
+                decoded = Some(decode(&bytes).map_err(|reason| Error::Image {
+                    path: path.into(),
+                    reason,
+                })?);
+            }
+            let image = variant.apply(decoded.clone().expect("decoded above"));
+            self.preprocessor.tensor(&image, &mut self.input);
+            let features = self.backbone.features(&self.input)?;
+            write_entry(&entry, &features)?;
+            out.push(features);
+        }
+        Ok(out)
+    }
+
+    fn read_entry(&self, entry: &Path) -> Option<Vec<f32>> {
+        let bytes = std::fs::read(entry).ok()?;
+        if bytes.len() != self.backbone.feature_len() * 4 {
+            log::warn!("ignoring damaged cache entry {}", entry.display());
+            return None;
+        }
+        Some(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        )
+    }
+}
+
+fn write_entry(entry: &Path, features: &[f32]) -> Result<()> {
+    let bytes: Vec<u8> = features.iter().flat_map(|f| f.to_le_bytes()).collect();
+    crate::files::write_atomic(entry, &bytes)
+}

@@ -1,0 +1,374 @@
+//! Teaching pinsight new classes: extract backbone features of a folder of labelled photos,
+//! train a head on them, write it as a head folder, and evaluate a head on photos.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::dataset::{Photo, PhotoSet};
+use crate::features::{Extractor, Variant};
+use crate::head::{HeadMeta, write_head_dir};
+use crate::image_file::load_rgb;
+use crate::model::{Backbone, Classifier, DenseLayer, head_onnx};
+use crate::preprocess::Preprocessor;
+use crate::report::EvalReport;
+use crate::train::{self, Dataset, Evaluation, Head, HeadKind, TrainConfig, TrainReport};
+use crate::{Error, Result};
+
+/// Seed of the stratified split when the photo folder is not split already.
+pub const SPLIT_SEED: u64 = 20261129;
+
+pub struct TrainOptions {
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub backbone: PathBuf,
+    pub cache: PathBuf,
+    pub config: TrainConfig,
+    /// Add flipped, zoomed, brighter and darker copies of each training photo.
+    pub augment: bool,
+}
+
+/// What a training run did, for the person who ran it.
+pub struct TrainOutcome {
+    pub classes: Vec<String>,
+    /// Photos used per split (train, validation, test), after skipping unreadable ones.
+    pub photos: [usize; 3],
+    pub skipped: Vec<PathBuf>,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub extract_seconds: f64,
+    pub train_seconds: f64,
+    pub report: TrainReport,
+    pub validation: Evaluation,
+    pub test: Option<Evaluation>,
+    /// The largest difference between the logits tract computes with the written head and the
+    /// trainer's own forward pass, over a few validation photos.
+    pub check_max_abs_diff: f32,
+}
+
+pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
+    let photos = PhotoSet::scan(&options.data, SPLIT_SEED)?;
+    let backbone = Backbone::load(&options.backbone)?;
+    let mut extractor = Extractor::new(&backbone, &options.cache)?;
+    let started = Instant::now();
+    let train_variants: &[Variant] = if options.augment {
+        &Variant::AUGMENTED
+    } else {
+        &[Variant::Plain]
+    };
+    let mut skipped = Vec::new();
+    let classes = photos.classes.len();
+    let dim = backbone.feature_len();
+    let mut sets = Vec::new();
+    for (name, set, variants) in [
+        ("train", &photos.train, train_variants),
+        ("validation", &photos.validation, &[Variant::Plain][..]),
+        ("test", &photos.test, &[Variant::Plain][..]),
+    ] {
+        let (features, labels, used) = extract(&mut extractor, name, set, variants, &mut skipped)?;
+        sets.push((features, labels, used));
+    }
+    let extract_seconds = started.elapsed().as_secs_f64();
+    log::info!(
+        "features: {} from the cache, {} computed",
+        extractor.hits,
+        extractor.misses
+    );
+    let photos_used = [sets[0].2, sets[1].2, sets[2].2];
+    let mut datasets = Vec::new();
+    for (features, labels, _) in sets {
+        datasets.push(if labels.is_empty() {
+            None
+        } else {
+            Some(dataset(features, labels, dim, classes)?)
+        });
+    }
+    let [Some(train_set), Some(validation_set), test_set] =
+        <[Option<Dataset>; 3]>::try_from(datasets).expect("3")
+    else {
+        return Err(Error::Dataset {
+            dir: options.data.clone(),
+            reason: "no readable photos left in the train or validation split".into(),
+        });
+    };
+
+    let started = Instant::now();
+    let progress = Progress::new("training", options.config.epochs as u64);
+    let trained =
+        train::train_with_progress(&train_set, &validation_set, &options.config, |epoch| {
+            progress.message(format!(
+                "epoch {}: validation accuracy {:.1}%",
+                epoch.epoch,
+                100.0 * epoch.validation_accuracy
+            ));
+            progress.inc();
+        })
+        .map_err(|e| Error::Training(e.to_string()))?;
+    progress.finish();
+    let train_seconds = started.elapsed().as_secs_f64();
+    let evaluate = |set: &Dataset| {
+        train::evaluate(&trained.head, set, None).map_err(|e| Error::Training(e.to_string()))
+    };
+    let validation = evaluate(&validation_set)?;
+    let test = test_set.as_ref().map(evaluate).transpose()?;
+
+    let meta = HeadMeta {
+        name: options.out.file_name().map_or("head".into(), |n| n.to_string_lossy().into_owned()),
+        classes,
+        backbone_sha256: vec![backbone.sha256().to_string()],
+        extra: json!({
+            "kind": match options.config.head { HeadKind::Linear => "linear", HeadKind::Hidden { .. } => "hidden" },
+            "created": jiff::Timestamp::now().to_string(),
+            "pinsight": env!("CARGO_PKG_VERSION"),
+            "photos": { "train": photos_used[0], "validation": photos_used[1], "test": photos_used[2] },
+            "augmented": options.augment,
+            "best_epoch": trained.report.best_epoch,
+            "validation_accuracy": validation.accuracy,
+            "test_accuracy": test.as_ref().map(|t| t.accuracy),
+            "config": options.config,
+        })
+        .as_object()
+        .expect("an object")
+        .clone(),
+    };
+    write_head_dir(
+        &options.out,
+        &head_onnx(&layers(&trained.head)),
+        &photos.classes,
+        &meta,
+    )?;
+    let check_max_abs_diff = check_written_head(
+        &options.backbone,
+        &options.out,
+        &trained.head,
+        &photos.validation,
+    )?;
+    Ok(TrainOutcome {
+        classes: photos.classes,
+        photos: photos_used,
+        skipped,
+        cache_hits: extractor.hits,
+        cache_misses: extractor.misses,
+        extract_seconds,
+        train_seconds,
+        report: trained.report,
+        validation,
+        test,
+        check_max_abs_diff,
+    })
+}
+
+fn dataset(features: Vec<f32>, labels: Vec<usize>, dim: usize, classes: usize) -> Result<Dataset> {
+    Dataset::new(features, labels, dim, classes).map_err(|e| Error::Training(e.to_string()))
+}
+
+/// Features of every photo of `set` (each variant one row), skipping unreadable photos with a
+/// warning that names them. Returns the rows, their labels and the photos used.
+fn extract(
+    extractor: &mut Extractor,
+    name: &str,
+    set: &[Photo],
+    variants: &[Variant],
+    skipped: &mut Vec<PathBuf>,
+) -> Result<(Vec<f32>, Vec<usize>, usize)> {
+    let progress = Progress::new(&format!("features ({name})"), set.len() as u64);
+    let (mut features, mut labels, mut used) = (Vec::new(), Vec::new(), 0);
+    for photo in set {
+        match extractor.features(&photo.path, variants) {
+            Ok(rows) => {
+                for row in rows {
+                    features.extend(row);
+                    labels.push(photo.class);
+                }
+                used += 1;
+            }
+            Err(e @ (Error::Image { .. } | Error::Read { .. })) => {
+                progress.suspend(|| log::warn!("skipping {e}"));
+                skipped.push(photo.path.clone());
+            }
+            Err(e) => return Err(e),
+        }
+        progress.inc();
+    }
+    progress.finish();
+    Ok((features, labels, used))
+}
+
+fn layers(head: &Head) -> Vec<DenseLayer<'_>> {
+    head.hidden
+        .iter()
+        .chain([&head.output])
+        .map(|d| DenseLayer {
+            weights: &d.weights,
+            bias: &d.bias,
+            inputs: d.inputs,
+            outputs: d.outputs,
+        })
+        .collect()
+}
+
+/// Loads the written head the way `classify` and `run` do (backbone and head as one tract
+/// plan) and compares its logits with the trainer's forward pass on a few validation photos.
+fn check_written_head(
+    backbone_path: &Path,
+    head_dir: &Path,
+    head: &Head,
+    photos: &[Photo],
+) -> Result<f32> {
+    let classifier = Classifier::load(backbone_path, head_dir)?;
+    let backbone = Backbone::load(backbone_path)?;
+    let mut preprocessor = Preprocessor::default();
+    let mut input = Vec::new();
+    let mut worst = 0f32;
+    for photo in photos.iter().take(5) {
+        let Ok(image) = load_rgb(&photo.path) else {
+            continue;
+        };
+        preprocessor.tensor(&image, &mut input);
+        let expected = head.forward(&backbone.features(&input)?);
+        let got = classifier.logits(&input)?;
+        for (a, b) in expected.iter().zip(&got) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    log::info!(
+        "the written head in tract vs the trainer's forward pass: max abs difference {worst:e}"
+    );
+    Ok(worst)
+}
+
+/// Evaluates the head in `head_dir` (with its backbone, as `run` does) on a split of a photo
+/// folder laid out as for training: `test` (the default), `validation`, `train` or `all`.
+pub fn evaluate_folder(
+    data: &Path,
+    split: &str,
+    backbone: &Path,
+    head_dir: &Path,
+) -> Result<(EvalReport, Vec<PathBuf>)> {
+    let photos = PhotoSet::scan(data, SPLIT_SEED)?;
+    let chosen: Vec<Photo> = match split {
+        "test" if photos.test.is_empty() => photos.validation.clone(),
+        "test" => photos.test.clone(),
+        "validation" => photos.validation.clone(),
+        "train" => photos.train.clone(),
+        _ => [
+            photos.train.clone(),
+            photos.validation.clone(),
+            photos.test.clone(),
+        ]
+        .concat(),
+    };
+    let classifier = Classifier::load(backbone, head_dir)?;
+    let head_index = |class: &str| classifier.labels().iter().position(|l| l == class);
+    let unknown: Vec<&String> = photos
+        .classes
+        .iter()
+        .filter(|c| head_index(c).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::Dataset {
+            dir: data.into(),
+            reason: format!(
+                "the head in {} does not know the classes {:?} (it knows {:?})",
+                head_dir.display(),
+                unknown,
+                classifier.labels()
+            ),
+        });
+    }
+    let mut preprocessor = Preprocessor::default();
+    let mut input = Vec::new();
+    let mut pairs = Vec::new();
+    let mut skipped = Vec::new();
+    let progress = Progress::new("evaluating", chosen.len() as u64);
+    for photo in &chosen {
+        match load_rgb(&photo.path) {
+            Ok(image) => {
+                preprocessor.tensor(&image, &mut input);
+                let probabilities = classifier.probabilities(&input)?;
+                let predicted =
+                    crate::scores::top_k(&probabilities, classifier.labels(), 1)[0].index;
+                pairs.push((
+                    head_index(&photos.classes[photo.class]).expect("checked above"),
+                    predicted,
+                ));
+            }
+            Err(e) => {
+                progress.suspend(|| log::warn!("skipping {e}"));
+                skipped.push(photo.path.clone());
+            }
+        }
+        progress.inc();
+    }
+    progress.finish();
+    Ok((EvalReport::from_pairs(classifier.labels(), &pairs), skipped))
+}
+
+/// A progress bar on a terminal; plain log lines (every 10%) elsewhere.
+struct Progress {
+    bar: Option<ProgressBar>,
+    label: String,
+    total: u64,
+    done: std::cell::Cell<u64>,
+}
+
+impl Progress {
+    fn new(label: &str, total: u64) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix:>20} [{bar:30}] {pos}/{len} {msg}")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_string());
+            bar
+        });
+        Progress {
+            bar,
+            label: label.into(),
+            total,
+            done: 0.into(),
+        }
+    }
+
+    fn inc(&self) {
+        let done = self.done.get() + 1;
+        self.done.set(done);
+        match &self.bar {
+            Some(bar) => bar.inc(1),
+            None if self.total >= 10 && done.is_multiple_of(self.total / 10) => {
+                log::info!("{}: {done}/{}", self.label, self.total);
+            }
+            None => {}
+        }
+    }
+
+    fn message(&self, message: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message);
+        }
+    }
+
+    fn suspend(&self, f: impl FnOnce()) {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        log::info!(
+            "{}: done ({} of {})",
+            self.label,
+            self.done.get(),
+            self.total
+        );
+    }
+}

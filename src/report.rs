@@ -1,0 +1,328 @@
+//! An evaluation report: accuracy, per-class precision/recall/F1, and the confusion matrix as
+//! text, as JSON and as a PNG heat map with the class names.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use embedded_graphics::mono_font::MonoTextStyle;
+use embedded_graphics::mono_font::ascii::FONT_6X10;
+use embedded_graphics::pixelcolor::Rgb888;
+use embedded_graphics::prelude::*;
+use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
+use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::Result;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassScores {
+    pub class: String,
+    /// Of the photos predicted as this class, the fraction that are (`None` when none were).
+    pub precision: Option<f64>,
+    /// Of the photos of this class, the fraction predicted as it (`None` when it has none).
+    pub recall: Option<f64>,
+    pub f1: Option<f64>,
+    /// Photos of this class.
+    pub support: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalReport {
+    pub classes: Vec<String>,
+    pub photos: u64,
+    pub accuracy: f64,
+    pub per_class: Vec<ClassScores>,
+    /// `confusion[truth][predicted]`: photo counts.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+impl EvalReport {
+    /// The report for `(truth, predicted)` class-index pairs.
+    pub fn from_pairs(classes: &[String], pairs: &[(usize, usize)]) -> EvalReport {
+        let n = classes.len();
+        let mut confusion = vec![vec![0u64; n]; n];
+        for &(truth, predicted) in pairs {
+            confusion[truth][predicted] += 1;
+        }
+        let correct: u64 = (0..n).map(|c| confusion[c][c]).sum();
+        let photos = pairs.len() as u64;
+        let ratio = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
+        let per_class = (0..n)
+            .map(|c| {
+                let support: u64 = confusion[c].iter().sum();
+                let predicted: u64 = confusion.iter().map(|row| row[c]).sum();
+                let precision = ratio(confusion[c][c], predicted);
+                let recall = ratio(confusion[c][c], support);
+                let f1 = match (precision, recall) {
+                    (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
+                    (Some(_), Some(_)) => Some(0.0),
+                    _ => None,
+                };
+                ClassScores {
+                    class: classes[c].clone(),
+                    precision,
+                    recall,
+                    f1,
+                    support,
+                }
+            })
+            .collect();
+        EvalReport {
+            classes: classes.to_vec(),
+            photos,
+            accuracy: ratio(correct, photos).unwrap_or(0.0),
+            per_class,
+            confusion,
+        }
+    }
+
+    /// The report as a person reads it in a terminal.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let pct = |v: Option<f64>| {
+            v.map_or_else(|| "    -".to_string(), |v| format!("{:5.1}", 100.0 * v))
+        };
+        let width = self
+            .classes
+            .iter()
+            .map(String::len)
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let _ = writeln!(
+            out,
+            "accuracy {:.2}% on {} photos\n",
+            100.0 * self.accuracy,
+            self.photos
+        );
+        let _ = writeln!(out, "{:<width$}  precision  recall     F1  photos", "class");
+        for scores in &self.per_class {
+            let _ = writeln!(
+                out,
+                "{:<width$}      {}   {}  {}  {:>6}",
+                scores.class,
+                pct(scores.precision),
+                pct(scores.recall),
+                pct(scores.f1),
+                scores.support
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nconfusion matrix (rows: true class, columns: predicted, in class order)"
+        );
+        for (class, row) in self.classes.iter().zip(&self.confusion) {
+            let cells: Vec<String> = row.iter().map(|n| format!("{n:>4}")).collect();
+            let _ = writeln!(out, "{class:<width$} {}", cells.join(""));
+        }
+        out
+    }
+
+    /// The confusion matrix as a heat map: each row shaded by the share of that class's photos
+    /// in each predicted class, with the counts and the class names.
+    pub fn heat_map(&self) -> RgbImage {
+        const CELL: u32 = 36;
+        let n = self.classes.len() as u32;
+        let longest = self
+            .classes
+            .iter()
+            .map(|c| c.chars().count() as u32)
+            .max()
+            .unwrap_or(0)
+            .min(24);
+        let name_width = longest * 6 + 12;
+        // Column names run top to bottom, 10 pixels a letter.
+        let top = longest * 10 + 16;
+        let (width, height) = (name_width + n * CELL + 8, top + n * CELL + 24);
+        let mut canvas = Canvas(RgbImage::from_pixel(
+            width,
+            height,
+            image::Rgb([255, 255, 255]),
+        ));
+        let text = MonoTextStyle::new(&FONT_6X10, Rgb888::BLACK);
+        let centred = TextStyleBuilder::new()
+            .alignment(Alignment::Center)
+            .baseline(Baseline::Middle)
+            .build();
+        let right = TextStyleBuilder::new()
+            .alignment(Alignment::Right)
+            .baseline(Baseline::Middle)
+            .build();
+        for (t, row) in self.confusion.iter().enumerate() {
+            let total: u64 = row.iter().sum();
+            let y = (top + t as u32 * CELL) as i32;
+            let name = truncate(&self.classes[t], 24);
+            let _ = Text::with_text_style(
+                &name,
+                Point::new(name_width as i32 - 6, y + CELL as i32 / 2),
+                text,
+                right,
+            )
+            .draw(&mut canvas);
+            for (p, &count) in row.iter().enumerate() {
+                let share = if total > 0 {
+                    count as f64 / total as f64
+                } else {
+                    0.0
+                };
+                // White to dark blue; the diagonal (correct) and the rest use the same scale.
+                let shade = |full: u8| (255.0 - share * (255.0 - f64::from(full))).round() as u8;
+                let colour = Rgb888::new(shade(8), shade(48), shade(107));
+                let x = (name_width + p as u32 * CELL) as i32;
+                let _ = Rectangle::new(Point::new(x, y), Size::new(CELL - 1, CELL - 1))
+                    .into_styled(PrimitiveStyle::with_fill(colour))
+                    .draw(&mut canvas);
+                let ink = if share > 0.5 {
+                    Rgb888::WHITE
+                } else {
+                    Rgb888::BLACK
+                };
+                let label = count.to_string();
+                let centre = Point::new(x + CELL as i32 / 2, y + CELL as i32 / 2);
+                let _ = Text::with_text_style(
+                    &label,
+                    centre,
+                    MonoTextStyle::new(&FONT_6X10, ink),
+                    centred,
+                )
+                .draw(&mut canvas);
+            }
+        }
+        // Column names, written top to bottom above each column (FONT_6X10 has no rotation).
+        for (p, class) in self.classes.iter().enumerate() {
+            let x = (name_width + p as u32 * CELL + CELL / 2) as i32;
+            for (i, ch) in truncate(class, longest as usize).chars().enumerate() {
+                let glyph = ch.to_string();
+                let _ =
+                    Text::with_text_style(&glyph, Point::new(x, 6 + i as i32 * 10), text, centred)
+                        .draw(&mut canvas);
+            }
+        }
+        let caption = "rows: true class, columns: predicted";
+        let _ = Text::with_text_style(
+            caption,
+            Point::new(name_width as i32, (top + n * CELL + 12) as i32),
+            text,
+            TextStyleBuilder::new().baseline(Baseline::Middle).build(),
+        )
+        .draw(&mut canvas);
+        canvas.0
+    }
+
+    /// Writes the JSON report and the PNG heat map, each through a temporary file and a rename.
+    pub fn write(&self, json: &Path, png: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("report serialises") + "\n";
+        crate::files::write_atomic(json, text.as_bytes())?;
+        let mut bytes = Vec::new();
+        self.heat_map()
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
+            .expect("encoding a PNG in memory");
+        crate::files::write_atomic(png, &bytes)
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        text.chars()
+            .take(max.saturating_sub(1))
+            .chain(['~'])
+            .collect()
+    }
+}
+
+/// An image that embedded-graphics draws on.
+struct Canvas(RgbImage);
+
+impl OriginDimensions for Canvas {
+    fn size(&self) -> Size {
+        Size::new(self.0.width(), self.0.height())
+    }
+}
+
+impl DrawTarget for Canvas {
+    type Color = Rgb888;
+    type Error = std::convert::Infallible;
+
+    fn draw_iter<I: IntoIterator<Item = Pixel<Rgb888>>>(
+        &mut self,
+        pixels: I,
+    ) -> Result<(), Self::Error> {
+        for Pixel(point, colour) in pixels {
+            if let (Ok(x), Ok(y)) = (u32::try_from(point.x), u32::try_from(point.y))
+                && x < self.0.width()
+                && y < self.0.height()
+            {
+                self.0
+                    .put_pixel(x, y, image::Rgb([colour.r(), colour.g(), colour.b()]));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_match_a_hand_computed_confusion_matrix() {
+        let classes: Vec<String> = ["cat", "dog", "fox"].map(String::from).to_vec();
+        // truth → predicted: cat 3×cat 1×dog; dog 2×dog 2×cat; fox 1×fox 1×dog; nothing else.
+        let mut pairs = vec![(0, 0); 3];
+        pairs.extend([(0, 1), (1, 1), (1, 1), (1, 0), (1, 0), (2, 2), (2, 1)]);
+        let report = EvalReport::from_pairs(&classes, &pairs);
+        assert_eq!(
+            report.confusion,
+            vec![vec![3, 1, 0], vec![2, 2, 0], vec![0, 1, 1]]
+        );
+        assert_eq!(report.photos, 10);
+        assert!((report.accuracy - 0.6).abs() < 1e-12);
+        let cat = &report.per_class[0];
+        // cat: 3 right of 5 predicted as cat, 3 of 4 cats found.
+        assert!((cat.precision.unwrap() - 0.6).abs() < 1e-12);
+        assert!((cat.recall.unwrap() - 0.75).abs() < 1e-12);
+        assert!((cat.f1.unwrap() - 2.0 * 0.6 * 0.75 / 1.35).abs() < 1e-12);
+        assert_eq!(cat.support, 4);
+        let dog = &report.per_class[1];
+        assert!(
+            (dog.precision.unwrap() - 0.5).abs() < 1e-12
+                && (dog.recall.unwrap() - 0.5).abs() < 1e-12
+        );
+        let fox = &report.per_class[2];
+        assert_eq!((fox.precision, fox.recall), (Some(1.0), Some(0.5)));
+        assert!(report.text().contains("accuracy 60.00% on 10 photos"));
+    }
+
+    #[test]
+    fn a_class_never_predicted_has_no_precision() {
+        let classes: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        let report = EvalReport::from_pairs(&classes, &[(0, 0), (1, 0)]);
+        assert_eq!(report.per_class[1].precision, None);
+        assert_eq!(report.per_class[1].recall, Some(0.0));
+        assert_eq!(report.per_class[1].f1, None);
+    }
+
+    #[test]
+    fn heat_map_has_a_cell_per_pair_and_room_for_the_names() {
+        let classes: Vec<String> = ["longsleeve", "hat"].map(String::from).to_vec();
+        let image = EvalReport::from_pairs(&classes, &[(0, 0), (1, 0)]).heat_map();
+        let (name_width, top) = (10 * 6 + 12, 10 * 10 + 16);
+        assert_eq!(
+            image.dimensions(),
+            (name_width + 2 * 36 + 8, top + 2 * 36 + 24)
+        );
+        // Row "hat" is all predicted as "longsleeve": that cell is the darkest shade.
+        let cell = image.get_pixel(name_width + 2, top + 36 + 2).0;
+        assert_eq!(cell, [8, 48, 107]);
+        assert_eq!(
+            image.get_pixel(name_width + 36 + 2, top + 36 + 2).0,
+            [255, 255, 255]
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! Training a head from a folder of labelled photos, and evaluating it: on the small CC0
+//! clothing set in tests/fixtures/clothing (3 classes, 8 training and 4 validation photos each).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use pinsight::Error;
+use pinsight::learn::{TrainOptions, train_from_folder};
+use pinsight::model::Classifier;
+use pinsight::train::TrainConfig;
+
+fn fixture() -> PathBuf {
+    common::repo().join("tests/fixtures/clothing")
+}
+
+fn options(data: &Path, out: &Path, cache: &Path) -> TrainOptions {
+    TrainOptions {
+        data: data.into(),
+        out: out.into(),
+        backbone: common::int8_backbone(),
+        cache: cache.into(),
+        config: TrainConfig::default(),
+        augment: false,
+    }
+}
+
+/// Every file below `dir` with its bytes, to prove a folder was left as it was.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn trains_a_head_that_classify_runs_and_reuses_cached_features() {
+    let work = tempfile::tempdir().unwrap();
+    let (head, cache) = (work.path().join("head"), work.path().join("cache"));
+    let before = snapshot(&fixture());
+
+    let first = train_from_folder(&options(&fixture(), &head, &cache)).unwrap();
+    println!(
+        "validation accuracy {:.3}, best epoch {}, tract vs trainer {:e}",
+        first.validation.accuracy, first.report.best_epoch, first.check_max_abs_diff
+    );
+    assert_eq!(first.classes, ["hat", "pants", "shoes"]);
+    assert_eq!(first.photos, [24, 12, 0]);
+    assert!(
+        first.validation.accuracy >= 0.8,
+        "chance is 0.33; got {}",
+        first.validation.accuracy
+    );
+    assert!(
+        first.check_max_abs_diff < 1e-3,
+        "tract and the trainer disagree by {}",
+        first.check_max_abs_diff
+    );
+    assert_eq!((first.cache_hits, first.cache_misses), (0, 36));
+
+    // The head folder is what `classify` and `run` load.
+    let classifier = Classifier::load(&common::int8_backbone(), &head).unwrap();
+    assert_eq!(classifier.labels(), ["hat", "pants", "shoes"]);
+    let mut names: Vec<String> = std::fs::read_dir(&head)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["SHA256SUMS", "head.json", "head.onnx", "labels.txt"]
+    );
+
+    // Again on the same photos: every feature comes from the cache, and the result is the same.
+    let second = train_from_folder(&options(&fixture(), &head, &cache)).unwrap();
+    assert_eq!((second.cache_hits, second.cache_misses), (36, 0));
+    assert_eq!(
+        second.validation.accuracy, first.validation.accuracy,
+        "training is deterministic"
+    );
+
+    assert!(snapshot(&fixture()) == before, "the photos were changed");
+    let leftovers: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".pinsight-head-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "staging folders left behind: {leftovers:?}"
+    );
+
+    // `pinsight eval` on the same photos writes its report and picture.
+    let json = work.path().join("eval.json");
+    let png = work.path().join("confusion.png");
+    let output = common::pinsight()
+        .args([
+            "eval",
+            "tests/fixtures/clothing",
+            "--split",
+            "validation",
+            "--head",
+        ])
+        .arg(&head)
+        .arg("--json")
+        .arg(&json)
+        .arg("--png")
+        .arg(&png)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["photos"], 12);
+    let confusion: Vec<Vec<u64>> = serde_json::from_value(report["confusion"].clone()).unwrap();
+    assert_eq!(confusion.iter().flatten().sum::<u64>(), 12);
+    let correct: u64 = (0..3).map(|i| confusion[i][i]).sum();
+    assert!((report["accuracy"].as_f64().unwrap() - correct as f64 / 12.0).abs() < 1e-9);
+    let picture = image::open(&png).unwrap();
+    assert!(picture.width() > 3 * 36 && picture.height() > 3 * 36);
+}
+
+/// A photo folder in a temporary directory: `layout` lists (class, photos, broken files).
+fn folder(layout: &[(&str, usize, usize)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let sources: Vec<PathBuf> = std::fs::read_dir(fixture().join("train/hat"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for &(class, photos, broken) in layout {
+        let class_dir = dir.path().join(class);
+        std::fs::create_dir_all(&class_dir).unwrap();
+        for i in 0..photos {
+            std::fs::copy(
+                &sources[i % sources.len()],
+                class_dir.join(format!("{i}.jpg")),
+            )
+            .unwrap();
+        }
+        for i in 0..broken {
+            std::fs::write(
+                class_dir.join(format!("broken{i}.jpg")),
+                b"\xFF\xD8\xFF\xE0 truncated",
+            )
+            .unwrap();
+            std::fs::write(class_dir.join(format!("notes{i}.txt")), "not a photo").unwrap();
+        }
+    }
+    dir
+}
+
+fn train_error(data: &Path) -> String {
+    let work = tempfile::tempdir().unwrap();
+    let result = train_from_folder(&options(
+        data,
+        &work.path().join("head"),
+        &work.path().join("cache"),
+    ));
+    let error = result.err().expect("training should fail");
+    assert!(
+        !work.path().join("head").exists(),
+        "no head is written when training fails"
+    );
+    error.to_string()
+}
+
+#[test]
+fn one_class_is_not_a_classifier() {
+    let data = folder(&[("hat", 5, 0)]);
+    let message = train_error(data.path());
+    assert!(message.contains("at least 2 classes"), "{message}");
+}
+
+#[test]
+fn a_class_needs_two_training_photos() {
+    let data = tempfile::tempdir().unwrap();
+    for (split, class, n) in [
+        ("train", "hat", 3),
+        ("train", "pants", 1),
+        ("validation", "hat", 1),
+        ("validation", "pants", 1),
+    ] {
+        let dir = data.path().join(split).join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..n {
+            std::fs::copy(
+                fixture()
+                    .join("train/hat")
+                    .read_dir()
+                    .unwrap()
+                    .next()
+                    .unwrap()
+                    .unwrap()
+                    .path(),
+                dir.join(format!("{i}.jpg")),
+            )
+            .unwrap();
+        }
+    }
+    let message = train_error(data.path());
+    assert!(
+        message.contains("at least 2 training photos") && message.contains("pants (1)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn unreadable_photos_are_skipped_by_name_and_an_old_head_survives_a_failed_run() {
+    let work = tempfile::tempdir().unwrap();
+    let (head, cache) = (work.path().join("head"), work.path().join("cache"));
+    // Two classes of identical photos: enough to train, with a broken JPEG and a text file.
+    let data = folder(&[("a", 4, 1), ("b", 4, 0)]);
+    let before = snapshot(data.path());
+    let outcome = train_from_folder(&options(data.path(), &head, &cache)).unwrap();
+    assert_eq!(outcome.skipped.len(), 1, "{:?}", outcome.skipped);
+    assert!(outcome.skipped[0].ends_with("a/broken0.jpg"));
+    assert!(snapshot(data.path()) == before, "the photos were changed");
+    let written = snapshot(&head);
+
+    // A run that fails (a setting out of range) leaves the previous head as it was.
+    let mut bad = options(data.path(), &head, &cache);
+    bad.config.batch_size = 0;
+    assert!(matches!(train_from_folder(&bad), Err(Error::Training(_))));
+    assert!(snapshot(&head) == written, "the old head was touched");
+}
