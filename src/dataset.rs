@@ -9,10 +9,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::image_file::is_image_file_name;
 use crate::train::rng::SplitMix64;
 use crate::{Error, Result};
 
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp"];
 const SPLITS: [&str; 3] = ["train", "validation", "test"];
 
 /// A photo and the index of its class.
@@ -46,47 +46,43 @@ impl PhotoSet {
             return Err(bad("it is not a folder".into()));
         }
         let presplit = dir.join("train").is_dir();
-        let dataset = if presplit {
+        let (classes, [train, validation, test]) = if presplit {
             let classes = class_names(&dir.join("train"))?;
             let mut sets = Vec::new();
             for split in SPLITS {
                 let split_dir = dir.join(split);
-                if split_dir.is_dir() {
-                    let extra: Vec<String> = class_names(&split_dir)?
-                        .into_iter()
-                        .filter(|c| !classes.contains(c))
-                        .collect();
-                    if !extra.is_empty() {
-                        return Err(bad(format!(
-                            "{split}/ has classes that train/ lacks: {}",
-                            extra.join(", ")
-                        )));
-                    }
-                    sets.push(photos(&split_dir, &classes)?);
-                } else {
+                if !split_dir.is_dir() {
                     sets.push(Vec::new());
+                    continue;
                 }
+                let extra: Vec<String> = class_names(&split_dir)?
+                    .into_iter()
+                    .filter(|c| !classes.contains(c))
+                    .collect();
+                if !extra.is_empty() {
+                    return Err(bad(format!(
+                        "{split}/ has classes that train/ lacks: {}",
+                        extra.join(", ")
+                    )));
+                }
+                sets.push(photos(&split_dir, &classes)?);
             }
-            let [train, validation, test] =
-                <[Vec<Photo>; 3]>::try_from(sets).expect("three splits");
-            PhotoSet {
+            (
                 classes,
-                train,
-                validation,
-                test,
-                presplit,
-            }
+                <[Vec<Photo>; 3]>::try_from(sets).expect("three splits"),
+            )
         } else {
             let classes = class_names(dir)?;
             let all = photos(dir, &classes)?;
-            let (train, validation, test) = stratified_split(all, classes.len(), seed);
-            PhotoSet {
-                classes,
-                train,
-                validation,
-                test,
-                presplit,
-            }
+            let sets = stratified_split(all, classes.len(), seed);
+            (classes, sets)
+        };
+        let dataset = PhotoSet {
+            classes,
+            train,
+            validation,
+            test,
+            presplit,
         };
         dataset.check().map_err(bad)?;
         Ok(dataset)
@@ -158,7 +154,7 @@ fn photos(dir: &Path, classes: &[String]) -> Result<Vec<Photo>> {
             .collect();
         paths.sort();
         for path in paths {
-            if is_image(&path) {
+            if is_image_file_name(&path) {
                 photos.push(Photo { path, class });
             } else {
                 log::warn!(
@@ -171,19 +167,7 @@ fn photos(dir: &Path, classes: &[String]) -> Result<Vec<Photo>> {
     Ok(photos)
 }
 
-fn is_image(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-        IMAGE_EXTENSIONS
-            .iter()
-            .any(|known| e.eq_ignore_ascii_case(known))
-    })
-}
-
-fn stratified_split(
-    all: Vec<Photo>,
-    classes: usize,
-    seed: u64,
-) -> (Vec<Photo>, Vec<Photo>, Vec<Photo>) {
+fn stratified_split(all: Vec<Photo>, classes: usize, seed: u64) -> [Vec<Photo>; 3] {
     let (mut train, mut validation, mut test) = (Vec::new(), Vec::new(), Vec::new());
     let mut rng = SplitMix64::new(seed);
     for class in 0..classes {
@@ -204,7 +188,7 @@ fn stratified_split(
         validation.extend(members.drain(..held_out));
         train.extend(members);
     }
-    (train, validation, test)
+    [train, validation, test]
 }
 
 #[cfg(test)]
@@ -223,7 +207,7 @@ mod tests {
         let all: Vec<Photo> = (0..2)
             .flat_map(|c| (0..20).map(move |i| photo(c, i)))
             .collect();
-        let (train, validation, test) = stratified_split(all.clone(), 2, 7);
+        let [train, validation, test] = stratified_split(all.clone(), 2, 7);
         for class in 0..2 {
             let count = |set: &[Photo]| set.iter().filter(|p| p.class == class).count();
             assert_eq!(
@@ -232,9 +216,9 @@ mod tests {
             );
         }
         let again = stratified_split(all.clone(), 2, 7);
-        assert_eq!((train.clone(), validation.clone(), test.clone()), again);
+        assert_eq!([train, validation.clone(), test], again);
         assert_ne!(
-            stratified_split(all, 2, 8).1,
+            stratified_split(all, 2, 8)[1],
             validation,
             "another seed, another split"
         );
@@ -249,7 +233,7 @@ mod tests {
             photo(1, 1),
             photo(1, 2),
         ];
-        let (train, validation, test) = stratified_split(all, 2, 1);
+        let [train, validation, test] = stratified_split(all, 2, 1);
         assert_eq!((train.len(), validation.len(), test.len()), (4, 1, 0));
     }
 }

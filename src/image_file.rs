@@ -8,6 +8,18 @@ use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 use crate::{Error, Result};
 
+/// The file name endings pinsight reads as images.
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp"];
+
+/// Whether `path` ends in one of [`IMAGE_EXTENSIONS`] (in any case).
+pub fn is_image_file_name(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        IMAGE_EXTENSIONS
+            .iter()
+            .any(|known| e.eq_ignore_ascii_case(known))
+    })
+}
+
 /// Reads and decodes an image file (JPEG, PNG, WebP, BMP); see [`decode`].
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     let data = std::fs::read(path).map_err(Error::read(path))?;

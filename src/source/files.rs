@@ -6,9 +6,8 @@ use std::time::Instant;
 
 use super::{FrameSource, Next};
 use crate::frame::{Frame, PixelFormat};
+use crate::image_file::is_image_file_name;
 use crate::{Error, Result};
-
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp"];
 
 pub struct Files {
     paths: std::vec::IntoIter<PathBuf>,
@@ -24,7 +23,7 @@ impl Files {
             std::fs::read_dir(path)
                 .map_err(Error::read(path))?
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_image(p))
+                .filter(|p| p.is_file() && is_image_file_name(p))
                 .collect()
         } else if path.is_file() {
             vec![path.to_path_buf()]
@@ -51,14 +50,6 @@ impl Files {
             sequence: 0,
         })
     }
-}
-
-fn is_image(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-        IMAGE_EXTENSIONS
-            .iter()
-            .any(|known| e.eq_ignore_ascii_case(known))
-    })
 }
 
 impl FrameSource for Files {
