@@ -142,6 +142,7 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
     )?;
     let check_max_abs_diff = check_written_head(
         &options.backbone,
+        &backbone,
         &options.out,
         &trained.head,
         &photos.validation,
@@ -214,12 +215,12 @@ fn layers(head: &Head) -> Vec<DenseLayer<'_>> {
 /// plan) and compares its logits with the trainer's forward pass on a few validation photos.
 fn check_written_head(
     backbone_path: &Path,
+    backbone: &Backbone,
     head_dir: &Path,
     head: &Head,
     photos: &[Photo],
 ) -> Result<f32> {
     let classifier = Classifier::load(backbone_path, head_dir)?;
-    let backbone = Backbone::load(backbone_path)?;
     let mut preprocessor = Preprocessor::default();
     let mut input = Vec::new();
     let mut worst = 0f32;
