@@ -258,6 +258,7 @@ fn sleep_unless_stopped(duration: Duration, shared: &Shared) {
 fn open_stream(config: &CameraConfig) -> Result<(Device, Stream<'static>, StreamFormat)> {
     let path = &config.device;
     let fail = |e: io::Error| camera_error(path, e);
+    check_video_node(path).map_err(fail)?;
     let device = Device::with_path(path).map_err(fail)?;
     let caps = device.query_caps().map_err(fail)?;
     if !caps
@@ -320,6 +321,19 @@ fn open_stream(config: &CameraConfig) -> Result<(Device, Stream<'static>, Stream
     Ok((device, stream, format))
 }
 
+/// V4L2 devices are character devices with major number 81. Checking that first names a wrong
+/// path (a serial port, /dev/null) plainly, whatever its driver answers to V4L2's ioctls.
+fn check_video_node(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    const VIDEO_MAJOR: u32 = 81;
+    let metadata = std::fs::metadata(path)?;
+    if metadata.file_type().is_char_device() && libc::major(metadata.rdev()) == VIDEO_MAJOR {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(libc::ENOTTY))
+    }
+}
+
 fn no_format(path: &Path, offered: &[FourCC], wanted: Option<PixelFormat>) -> Error {
     let offered: Vec<String> = offered.iter().map(FourCC::to_string).collect();
     let supported: Vec<&str> = PREFERRED.iter().map(|f| f.fourcc()).collect();
@@ -351,8 +365,8 @@ fn camera_error(path: &Path, error: io::Error) -> Error {
         (_, Some(libc::EBUSY)) => Error::CameraBusy { device },
         (_, Some(libc::ENOTTY | libc::EINVAL)) => Error::Camera {
             device,
-            reason: "is not a V4L2 video device (it does not answer VIDIOC_QUERYCAP): \
-                     cameras are /dev/videoN nodes (`v4l2-ctl --list-devices`)"
+            reason: "is not a V4L2 video device: cameras are /dev/videoN nodes \
+                     (`v4l2-ctl --list-devices`)"
                 .into(),
         },
         _ => Error::Camera {
