@@ -102,6 +102,7 @@ impl Camera {
             format.height
         );
         let shared = Arc::new(Shared::default());
+        let path = config.device.clone();
         let thread = std::thread::Builder::new()
             .name("capture".into())
             .spawn({
@@ -109,8 +110,8 @@ impl Camera {
                 move || capture(config, device, stream, format, &shared)
             })
             .map_err(|e| Error::Camera {
-                device: PathBuf::new(),
-                reason: e.to_string(),
+                device: path,
+                reason: format!("cannot start the capture thread: {e}"),
             })?;
         Ok(Camera {
             shared,
