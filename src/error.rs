@@ -102,6 +102,21 @@ pub enum Error {
 
     #[error("no images to read at {spec}: {reason}")]
     NoImages { spec: String, reason: String },
+
+    #[error("{}: {reason}", path.display())]
+    Config { path: PathBuf, reason: String },
+
+    #[error("GPIO {what}: {reason}")]
+    Gpio { what: String, reason: String },
+
+    #[error(
+        "permission denied opening {}: add the user to the `gpio` group \
+         (`sudo groupadd -f gpio && sudo usermod -aG gpio $USER`, install \
+         board/60-pinsight-gpio.rules where the system has no such rule, then log in again; \
+         see board/README.md)",
+        device.display()
+    )]
+    GpioPermission { device: PathBuf },
 }
 
 impl Error {

@@ -4,10 +4,12 @@
 //! RGB ([`frame`]), resized and normalised into the backbone's input ([`preprocess`]), run
 //! through the frozen backbone and the head ([`model`], the only module that touches tract),
 //! ranked ([`scores`]) and smoothed into a decision ([`decide`]); [`run`] is the loop that ties
-//! them together. Model files are verified against their checksums before anything parses them
+//! them together, and [`gpio`] shows its results on pins as a [`board`] profile and a
+//! deployment config say. Model files are verified against their checksums before anything parses them
 //! ([`checksum`], [`head`]).
 
 pub mod bench;
+pub mod board;
 pub mod checksum;
 pub mod dataset;
 pub mod decide;
@@ -15,6 +17,7 @@ pub mod error;
 pub mod features;
 pub mod files;
 pub mod frame;
+pub mod gpio;
 pub mod head;
 pub mod image_file;
 pub mod learn;

@@ -3,8 +3,8 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -12,10 +12,12 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use pinsight::frame::PixelFormat;
+use pinsight::gpio::cdev::Chip;
+use pinsight::gpio::{NoOutputs, Outputs, Presses, Signals, Trigger};
 use pinsight::image_file::load_rgb;
 use pinsight::model::Classifier;
 use pinsight::preprocess::Preprocessor;
-use pinsight::run::{RunOptions, millis};
+use pinsight::run::{Mode, RunOptions, millis};
 use pinsight::scores::{Guess, top_k};
 use pinsight::source::{Camera, CameraConfig, Files, FrameSource};
 
@@ -42,6 +44,23 @@ enum Command {
     /// Measure the per-frame path on this machine: frame conversion and resize for each camera
     /// format and size, and inference. Medians (and 99th percentiles) of repeated runs.
     Bench(BenchArgs),
+    /// Check a deployment config and the board profile it names, and print them resolved:
+    /// every pin as a line offset.
+    Config(ConfigArgs),
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// The deployment config (board/README.md).
+    config: PathBuf,
+}
+
+fn show_config(args: &ConfigArgs) -> Result<()> {
+    let deployment = pinsight::board::load(&args.config)?;
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &deployment)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 #[derive(Args)]
@@ -152,9 +171,17 @@ struct ClassifyArgs {
 struct RunArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// A V4L2 camera (/dev/videoN), a folder of images, a glob pattern or an image file.
-    #[arg(long, default_value = "/dev/video0")]
-    source: String,
+    /// A V4L2 camera (/dev/videoN), a folder of images, a glob pattern or an image file
+    /// [default: the deployment config's camera, else /dev/video0].
+    #[arg(long)]
+    source: Option<String>,
+    /// A deployment config (board/README.md): the board, the trigger and the output pins.
+    #[arg(long, env = "PINSIGHT_CONFIG")]
+    config: Option<PathBuf>,
+    /// continuous: classify frame after frame. triggered: classify a burst of frames after each
+    /// press of the config's trigger line.
+    #[arg(long, default_value = "continuous", value_parser = ["continuous", "triggered"])]
+    mode: String,
     /// Stop after this many results (default: run until the source ends or a signal).
     #[arg(long)]
     frames: Option<u64>,
@@ -399,27 +426,81 @@ fn pixel_format(text: &str) -> Result<PixelFormat, String> {
 }
 
 fn run_loop(args: &RunArgs) -> Result<()> {
+    let deployment = args
+        .config
+        .as_deref()
+        .map(pinsight::board::load)
+        .transpose()?;
+    let triggered = args.mode == "triggered";
+    let trigger_spec = match (&deployment, triggered) {
+        (Some(deployment), true) => match &deployment.trigger {
+            Some(trigger) => Some(trigger.clone()),
+            None => bail!("--mode triggered needs a [trigger] in the deployment config"),
+        },
+        (None, true) => bail!("--mode triggered needs --config with a [trigger] line"),
+        (_, false) => None,
+    };
+    // The outputs first, so that every line is at its safe level from the start.
+    let chip = deployment.as_ref().map(Chip::find).transpose()?;
+    let signals: Arc<Mutex<dyn Signals>> = match (&deployment, &chip) {
+        (Some(deployment), Some(chip)) => {
+            let pins = deployment
+                .outputs
+                .iter()
+                .map(|spec| Ok((spec.clone(), chip.output(spec)?)))
+                .collect::<Result<Vec<_>>>()?;
+            Arc::new(Mutex::new(Outputs::new(pins)?))
+        }
+        _ => Arc::new(Mutex::new(NoOutputs)),
+    };
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second Ctrl-C ends the process at once, should the loop be stuck.
-        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())?;
-        signal_hook::flag::register(signal, stop.clone())?;
-    }
-    // The source first: a missing camera is reported before the model spends time loading.
-    let is_camera = args.source.starts_with("/dev/");
+    watch_signals(stop.clone(), signals.clone())?;
+
+    // The source next: a missing camera is reported before the model spends time loading.
+    let source_name = args
+        .source
+        .clone()
+        .or_else(|| {
+            let camera = deployment.as_ref()?.camera.as_ref()?;
+            Some(camera.display().to_string())
+        })
+        .unwrap_or_else(|| "/dev/video0".into());
+    let is_camera = source_name.starts_with("/dev/");
     let mut source: Box<dyn FrameSource> = if is_camera {
         let (width, height) = args.size;
         let config = CameraConfig {
-            device: args.source.clone().into(),
+            device: source_name.into(),
             width,
             height,
             format: args.format,
         };
         Box::new(Camera::open(config)?)
     } else {
-        Box::new(Files::open(&args.source)?)
+        Box::new(Files::open(&source_name)?)
     };
     let classifier = args.model.load()?;
+    if let Some(deployment) = &deployment {
+        deployment
+            .check_labels(classifier.labels())
+            .map_err(|reason| {
+                anyhow::anyhow!("{}: {reason}", args.config.as_ref().unwrap().display())
+            })?;
+    }
+    let mut presses = match (&trigger_spec, &chip) {
+        (Some(spec), Some(chip)) => {
+            let trigger = Trigger::new(chip.trigger(spec)?, spec.edge, spec.debounce)?;
+            Some(Presses::spawn(trigger, stop.clone()))
+        }
+        _ => None,
+    };
+    let mode = match (&mut presses, &trigger_spec) {
+        (Some(presses), Some(spec)) => Mode::Triggered {
+            presses,
+            burst: spec.burst,
+            cooldown: spec.cooldown,
+        },
+        _ => Mode::Continuous,
+    };
     let options = RunOptions {
         frames: args.frames,
         max_fps: args.fps,
@@ -430,17 +511,56 @@ fn run_loop(args: &RunArgs) -> Result<()> {
             .map_or(if is_camera { 3 } else { 1 }, usize::from),
     };
     let mut stdout = io::stdout().lock();
-    let summary = pinsight::run::run(source.as_mut(), &classifier, &options, &stop, |result| {
-        serde_json::to_writer(&mut stdout, result)?;
-        writeln!(stdout)?;
-        stdout.flush()
-    })?;
+    let summary = pinsight::run::run(
+        source.as_mut(),
+        &classifier,
+        &options,
+        mode,
+        &*signals,
+        &stop,
+        |result| {
+            serde_json::to_writer(&mut stdout, result)?;
+            writeln!(stdout)?;
+            stdout.flush()
+        },
+    )?;
+    // The trigger thread ends on the stop flag.
+    stop.store(true, Ordering::Relaxed);
+    if deployment.is_some() {
+        pinsight::gpio::lock(&signals).make_safe();
+        log::info!("outputs at their safe levels");
+        // For tests on gpio-sim, which returns a released line to its pull: keep the lines
+        // (at their safe levels) long enough to be read.
+        if let Some(ms) = std::env::var("PINSIGHT_TEST_HOLD_SAFE_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+    }
     log::info!(
         "{} results, {} frames skipped as corrupt, {} dropped for newer ones",
         summary.decided,
         summary.skipped,
         summary.dropped
     );
+    Ok(())
+}
+
+/// SIGINT and SIGTERM stop the run loop, which then sets the outputs safe as it returns. A
+/// second signal, should the loop be stuck, sets them safe from here and ends the process.
+fn watch_signals(stop: Arc<AtomicBool>, signals: Arc<Mutex<dyn Signals>>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut incoming = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::spawn(move || {
+        for signal in incoming.forever() {
+            if stop.swap(true, Ordering::Relaxed) {
+                pinsight::gpio::lock(&signals).make_safe();
+                log::warn!("second signal {signal}: outputs set safe, exiting at once");
+                std::process::exit(130);
+            }
+        }
+    });
     Ok(())
 }
 
@@ -511,6 +631,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench(args).context("bench"),
         Command::Train(args) => train_head(args).context("train"),
         Command::Eval(args) => eval_head(args).context("eval"),
+        Command::Config(args) => show_config(args).context("config"),
     }
 }
 

@@ -1,13 +1,16 @@
-//! The main loop: take the newest frame, convert it, classify it, decide, report.
+//! The main loop: take the newest frame (continuously, or a burst after each press of the
+//! trigger), convert it, classify it, decide, show the result on the outputs, report.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::Result;
-use crate::decide::{Smoother, decide};
-use crate::frame::Converter;
+use crate::decide::{Decision, Smoother, decide};
+use crate::frame::{Converter, Frame};
+use crate::gpio::{self, Presses, Signals, Wait};
 use crate::model::Classifier;
 use crate::preprocess::Preprocessor;
 use crate::scores::Guess;
@@ -43,6 +46,9 @@ pub struct Decided<'a> {
     /// Frames skipped because they could not be converted (corrupt), so far.
     pub skipped: u64,
     pub ms: StageTimes,
+    /// Triggered mode: the press this result answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<TriggerReport>,
 }
 
 /// Milliseconds each stage took for this result.
@@ -64,77 +70,280 @@ pub struct RunSummary {
     pub dropped: u64,
 }
 
-/// Runs until the source ends, `options.frames` results are out, or `stop` is set.
+/// What asks for a result.
+pub enum Mode<'a> {
+    /// Every frame (at most `max_fps` a second), smoothed over `smooth` frames.
+    Continuous,
+    /// A press of the trigger: a burst of frames captured after it, averaged into one result.
+    Triggered {
+        presses: &'a mut Presses,
+        burst: usize,
+        /// After a result, the next capture waits this long.
+        cooldown: Duration,
+    },
+}
+
+/// What a triggered result adds to its line.
+#[derive(Debug, Serialize)]
+pub struct TriggerReport {
+    /// From the trigger's first edge to the outputs set.
+    pub latency_ms: f64,
+    /// Frames averaged into the result.
+    pub burst: usize,
+    /// Presses so far, and those missed because one was already pending.
+    pub presses: u64,
+    pub missed: u64,
+}
+
+/// Runs until the source ends, `options.frames` results are out, or `stop` is set, showing each
+/// result on `signals`. The ready output rises with the first frame.
 pub fn run(
     source: &mut dyn FrameSource,
     classifier: &Classifier,
     options: &RunOptions,
+    mode: Mode,
+    signals: &Mutex<dyn Signals>,
     stop: &AtomicBool,
-    mut report: impl FnMut(&Decided) -> std::io::Result<()>,
+    report: impl FnMut(&Decided) -> std::io::Result<()>,
 ) -> Result<RunSummary> {
-    let mut converter = Converter::default();
-    let mut preprocessor = Preprocessor::default();
-    let mut input = Vec::new();
-    let mut smoother = Smoother::new(options.smooth);
-    let period = options
-        .max_fps
-        .filter(|f| *f > 0.0)
-        .map(|fps| Duration::from_secs_f64(1.0 / fps));
-    let mut next_start = Instant::now();
-    let mut summary = RunSummary::default();
+    let mut runner = Runner {
+        source,
+        classifier,
+        options,
+        signals,
+        stop,
+        report,
+        converter: Converter::default(),
+        preprocessor: Preprocessor::default(),
+        input: Vec::new(),
+        summary: RunSummary::default(),
+        streaming: false,
+    };
+    match mode {
+        Mode::Continuous => runner.continuous(),
+        Mode::Triggered {
+            presses,
+            burst,
+            cooldown,
+        } => runner.triggered(presses, burst, cooldown),
+    }?;
+    Ok(runner.summary)
+}
 
-    while !stop.load(Ordering::Relaxed) && options.frames.is_none_or(|n| summary.decided < n) {
-        if let Some(period) = period {
-            sleep_until(next_start, stop);
-            next_start = (next_start + period).max(Instant::now());
-        }
-        let started = Instant::now();
-        let frame = match source.next_frame()? {
-            Next::Frame(frame) => frame,
-            Next::Waiting => continue,
-            Next::End => break,
-        };
-        let captured = Instant::now();
-        let image = match converter.to_rgb(&frame) {
-            Ok(image) => image,
-            Err(e) => {
-                summary.skipped += 1;
-                log::warn!("{e}; skipped ({} so far)", summary.skipped);
-                continue;
+struct Runner<'a, R> {
+    source: &'a mut dyn FrameSource,
+    classifier: &'a Classifier,
+    options: &'a RunOptions,
+    signals: &'a Mutex<dyn Signals>,
+    stop: &'a AtomicBool,
+    report: R,
+    converter: Converter,
+    preprocessor: Preprocessor,
+    input: Vec<f32>,
+    summary: RunSummary,
+    /// A frame has come: the ready output is up.
+    streaming: bool,
+}
+
+/// A classified frame.
+struct Classified {
+    frame: Frame,
+    probabilities: Vec<f32>,
+}
+
+impl<R: FnMut(&Decided) -> std::io::Result<()>> Runner<'_, R> {
+    fn continuous(&mut self) -> Result<()> {
+        let mut smoother = Smoother::new(self.options.smooth);
+        let period = self
+            .options
+            .max_fps
+            .filter(|f| *f > 0.0)
+            .map(|fps| Duration::from_secs_f64(1.0 / fps));
+        let mut next_start = Instant::now();
+        while !self.done() {
+            if let Some(period) = period {
+                sleep_until(next_start, self.stop);
+                next_start = (next_start + period).max(Instant::now());
             }
-        };
-        preprocessor.tensor(image, &mut input);
-        let converted = Instant::now();
-        let probabilities = classifier.probabilities(&input)?;
-        let inferred = Instant::now();
-        let decision = decide(
-            smoother.push(&probabilities),
-            classifier.labels(),
-            options.top,
-            options.threshold,
-        );
-        let decided = Instant::now();
-        summary.decided += 1;
-        summary.dropped = source.dropped();
+            self.poll_pulses()?;
+            let mut ms = StageTimes::default();
+            let Some(classified) = self.next_classified(None, &mut ms)? else {
+                break;
+            };
+            let started = Instant::now();
+            let decision = decide(
+                smoother.push(&classified.probabilities),
+                self.classifier.labels(),
+                self.options.top,
+                self.options.threshold,
+            );
+            gpio::lock(self.signals).show(&decision, Instant::now())?;
+            ms.decide = millis(started, Instant::now());
+            self.emit(&classified.frame, decision, ms, None)?;
+        }
+        Ok(())
+    }
+
+    fn triggered(&mut self, presses: &mut Presses, burst: usize, cooldown: Duration) -> Result<()> {
+        // Ready once the camera streams: wait for its first frame.
+        if self.next_frame(None, &mut StageTimes::default())?.is_none() {
+            return Ok(());
+        }
+        while !self.done() {
+            let timeout = self.poll_pulses()?.min(STOP_CHECK);
+            let press = match presses.wait(timeout)? {
+                Wait::Press(press) => press,
+                Wait::Timeout => continue,
+                Wait::Stopped => break,
+            };
+            gpio::lock(self.signals).set_busy(true, Instant::now())?;
+            log::info!("trigger pressed: capturing {burst} frames");
+            let mut ms = StageTimes::default();
+            let mut sum: Vec<f32> = Vec::new();
+            let mut last = None;
+            let mut frames = 0;
+            while frames < burst {
+                let Some(classified) = self.next_classified(Some(press.at), &mut ms)? else {
+                    break;
+                };
+                sum.resize(classified.probabilities.len(), 0.0);
+                sum.iter_mut()
+                    .zip(&classified.probabilities)
+                    .for_each(|(s, p)| *s += p);
+                frames += 1;
+                last = Some(classified.frame);
+                self.poll_pulses()?;
+            }
+            let Some(frame) = last else {
+                gpio::lock(self.signals).set_busy(false, Instant::now())?;
+                break;
+            };
+            let started = Instant::now();
+            sum.iter_mut().for_each(|s| *s /= frames as f32);
+            let decision = decide(
+                &sum,
+                self.classifier.labels(),
+                self.options.top,
+                self.options.threshold,
+            );
+            let shown = {
+                let mut signals = gpio::lock(self.signals);
+                signals.show(&decision, Instant::now())?;
+                let shown = Instant::now();
+                signals.set_busy(false, shown)?;
+                shown
+            };
+            ms.decide = millis(started, shown);
+            let counts = presses.counts();
+            let trigger = TriggerReport {
+                latency_ms: millis(press.at, shown),
+                burst: frames,
+                presses: counts.seen.load(Ordering::Relaxed),
+                missed: counts.missed.load(Ordering::Relaxed),
+            };
+            self.emit(&frame, decision, ms, Some(trigger))?;
+            let cooled = Instant::now() + cooldown;
+            while !self.stop.load(Ordering::Relaxed) && Instant::now() < cooled {
+                let until = self.poll_pulses()?.min(cooled - Instant::now());
+                std::thread::sleep(until.min(STOP_CHECK));
+            }
+        }
+        Ok(())
+    }
+
+    fn done(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+            || self
+                .options
+                .frames
+                .is_some_and(|n| self.summary.decided >= n)
+    }
+
+    /// Ends due pulses; returns the time until the next one ends (or a long wait).
+    fn poll_pulses(&mut self) -> Result<Duration> {
+        let now = Instant::now();
+        let next = gpio::lock(self.signals).poll(now)?;
+        Ok(next.map_or(Duration::MAX, |end| end.saturating_duration_since(now)))
+    }
+
+    /// The next frame captured at or after `after`, converted and classified; corrupt frames
+    /// are skipped and counted. None when the source ends or a stop is requested.
+    fn next_classified(
+        &mut self,
+        after: Option<Instant>,
+        ms: &mut StageTimes,
+    ) -> Result<Option<Classified>> {
+        while let Some(frame) = self.next_frame(after, ms)? {
+            let started = Instant::now();
+            let image = match self.converter.to_rgb(&frame) {
+                Ok(image) => image,
+                Err(e) => {
+                    self.summary.skipped += 1;
+                    log::warn!("{e}; skipped ({} so far)", self.summary.skipped);
+                    continue;
+                }
+            };
+            self.preprocessor.tensor(image, &mut self.input);
+            let converted = Instant::now();
+            let probabilities = self.classifier.probabilities(&self.input)?;
+            let inferred = Instant::now();
+            ms.convert += millis(started, converted);
+            ms.inference += millis(converted, inferred);
+            return Ok(Some(Classified {
+                frame,
+                probabilities,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// The next frame captured at or after `after`; the first one raises the ready output.
+    fn next_frame(&mut self, after: Option<Instant>, ms: &mut StageTimes) -> Result<Option<Frame>> {
+        let started = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            match self.source.next_frame()? {
+                Next::Frame(frame) if after.is_some_and(|after| frame.captured_at < after) => {}
+                Next::Frame(frame) => {
+                    if !self.streaming {
+                        self.streaming = true;
+                        gpio::lock(self.signals).set_ready(true, Instant::now())?;
+                    }
+                    ms.capture += millis(started, Instant::now());
+                    return Ok(Some(frame));
+                }
+                Next::Waiting => {}
+                Next::End => break,
+            }
+        }
+        Ok(None)
+    }
+
+    fn emit(
+        &mut self,
+        frame: &Frame,
+        decision: Decision,
+        ms: StageTimes,
+        trigger: Option<TriggerReport>,
+    ) -> Result<()> {
+        self.summary.decided += 1;
+        self.summary.dropped = self.source.dropped();
         let result = Decided {
             time: jiff::Timestamp::now().to_string(),
             frame: frame.sequence,
             source: &frame.origin,
             label: decision.label,
             top: decision.top,
-            dropped: summary.dropped,
-            skipped: summary.skipped,
-            ms: StageTimes {
-                capture: millis(started, captured),
-                convert: millis(captured, converted),
-                inference: millis(converted, inferred),
-                decide: millis(inferred, decided),
-            },
+            dropped: self.summary.dropped,
+            skipped: self.summary.skipped,
+            ms,
+            trigger,
         };
-        report(&result).map_err(|e| crate::Error::Output(e.to_string()))?;
+        (self.report)(&result).map_err(|e| crate::Error::Output(e.to_string()))
     }
-    Ok(summary)
 }
+
+/// How long a wait lasts before the stop flag is looked at again.
+const STOP_CHECK: Duration = Duration::from_millis(100);
 
 fn sleep_until(deadline: Instant, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {

@@ -2,11 +2,39 @@
 
 mod common;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use pinsight::run::{RunOptions, run};
-use pinsight::source::Files;
+use embedded_hal::digital::{ErrorType, InputPin};
+use embedded_hal_mock::eh1::MockError;
+use embedded_hal_mock::eh1::digital::{Mock, State, Transaction};
+use pinsight::board::{Line, Mode as OutputMode, OutputSpec, Role};
+use pinsight::gpio::{EdgeWait, NoOutputs, Outputs, Presses, Trigger};
+use pinsight::model::Classifier;
+use pinsight::run::{Decided, Mode, RunOptions, RunSummary};
+use pinsight::source::{Files, FrameSource};
 use serde_json::Value;
+
+/// The run loop in continuous mode without outputs.
+fn run(
+    source: &mut dyn FrameSource,
+    classifier: &Classifier,
+    options: &RunOptions,
+    stop: &AtomicBool,
+    report: impl FnMut(&Decided) -> std::io::Result<()>,
+) -> pinsight::Result<RunSummary> {
+    let signals = Mutex::new(NoOutputs);
+    pinsight::run::run(
+        source,
+        classifier,
+        options,
+        Mode::Continuous,
+        &signals,
+        stop,
+        report,
+    )
+}
 
 fn options(frames: Option<u64>) -> RunOptions {
     RunOptions {
@@ -170,4 +198,134 @@ fn cli_run_says_when_a_device_is_not_a_camera() {
         stderr.contains("camera /dev/null: is not a V4L2 video device"),
         "{stderr}"
     );
+}
+
+/// A button pressed once for each `allowed` (the test allows the next press once a result is
+/// out), each edge followed by a quiet debounce time: per press, an edge up and an edge down.
+/// After `presses` presses it sets `done`.
+struct Button {
+    presses: u32,
+    allowed: Arc<AtomicU32>,
+    high: bool,
+    quiet_next: bool,
+    done: Arc<AtomicBool>,
+}
+
+impl ErrorType for Button {
+    type Error = MockError;
+}
+
+impl InputPin for Button {
+    fn is_high(&mut self) -> Result<bool, MockError> {
+        Ok(self.high)
+    }
+    fn is_low(&mut self) -> Result<bool, MockError> {
+        Ok(!self.high)
+    }
+}
+
+impl EdgeWait for Button {
+    fn wait_for_edge(&mut self, _: Duration) -> Result<bool, MockError> {
+        if std::mem::take(&mut self.quiet_next) {
+            return Ok(false); // the debounce time passes without an edge
+        }
+        if !self.high && self.presses == 0 {
+            self.done.store(true, Ordering::Relaxed);
+            return Ok(false);
+        }
+        if !self.high {
+            if self.allowed.load(Ordering::Relaxed) == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+                return Ok(false);
+            }
+            self.allowed.fetch_sub(1, Ordering::Relaxed);
+            self.presses -= 1;
+        }
+        self.high = !self.high;
+        self.quiet_next = true;
+        Ok(true)
+    }
+}
+
+fn output(role: Role, offset: u32) -> OutputSpec {
+    OutputSpec {
+        role,
+        line: Line {
+            offset,
+            name: format!("line {offset}"),
+        },
+        active_low: false,
+        safe_high: false,
+        mode: OutputMode::Level,
+    }
+}
+
+#[test]
+fn triggered_mode_answers_each_press_with_a_burst_and_sets_the_outputs() {
+    // Seven frames: the first shows that the source streams (it raises the ready output and
+    // is older than any press), then a burst of three for each of two presses.
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..7 {
+        std::fs::copy(
+            common::repo().join("samples/coffee.png"),
+            dir.path().join(format!("coffee-{i}.png")),
+        )
+        .unwrap();
+    }
+    let mut source = Files::open(dir.path().to_str().unwrap()).unwrap();
+    use State::{High, Low};
+    let set = Transaction::set;
+    // Ready: safe, up with the first frame, safe at the end. Busy: up and down per press.
+    // Espresso: up with the first result, held (level), safe at the end.
+    let ready = Mock::new(&[set(Low), set(High), set(Low)]);
+    let busy = Mock::new(&[set(Low), set(High), set(Low), set(High), set(Low), set(Low)]);
+    let espresso = Mock::new(&[set(Low), set(High), set(Low)]);
+    let outputs = Outputs::new([
+        (output(Role::Ready, 1), ready.clone()),
+        (output(Role::Busy, 2), busy.clone()),
+        (output(Role::Class("espresso".into()), 3), espresso.clone()),
+    ])
+    .unwrap();
+    let signals = Mutex::new(outputs);
+    let done = Arc::new(AtomicBool::new(false));
+    let allowed = Arc::new(AtomicU32::new(1));
+    let button = Button {
+        presses: 2,
+        allowed: allowed.clone(),
+        high: false,
+        quiet_next: false,
+        done: done.clone(),
+    };
+    let trigger = Trigger::new(button, pinsight::board::Edge::Rising, Duration::ZERO).unwrap();
+    let mut presses = Presses::spawn(trigger, done);
+    let mut results = Vec::new();
+    let summary = pinsight::run::run(
+        &mut source,
+        common::imagenet_classifier(),
+        &options(None),
+        Mode::Triggered {
+            presses: &mut presses,
+            burst: 3,
+            cooldown: Duration::from_millis(10),
+        },
+        &signals,
+        &AtomicBool::new(false),
+        |r| {
+            let trigger = r.trigger.as_ref().unwrap();
+            results.push((r.label.clone(), trigger.burst, trigger.latency_ms));
+            allowed.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(summary.decided, 2, "one result a press");
+    for (label, burst, latency_ms) in &results {
+        assert_eq!(label.as_deref(), Some("espresso"));
+        assert_eq!(*burst, 3);
+        assert!(*latency_ms > 0.0);
+    }
+    drop(signals);
+    for mut pin in [ready, busy, espresso] {
+        pin.done();
+    }
 }

@@ -1,0 +1,706 @@
+//! Board profiles and deployment configs: which gpiochip, which lines, what each line does.
+//!
+//! A board profile (`board/<name>.toml`, built into the binary) names the gpiochip that carries
+//! the 40-pin header by its label, how many lines it has, the header's pins by name and the
+//! default camera. A deployment config names a board and is laid over its profile key by key, so
+//! it can override anything the profile says; it adds the trigger and the outputs. [`load`] reads
+//! both, resolves every pin name to a line offset and refuses what cannot work (an unknown
+//! board, a line the chip does not have, a line used twice) with the file and the reason.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The profiles built into pinsight, by name (the file's name without `.toml`).
+pub const BOARDS: [(&str, &str); 5] = [
+    (
+        "raspberry-pi-4",
+        include_str!("../board/raspberry-pi-4.toml"),
+    ),
+    (
+        "raspberry-pi-5",
+        include_str!("../board/raspberry-pi-5.toml"),
+    ),
+    ("jetson-nano", include_str!("../board/jetson-nano.toml")),
+    (
+        "jetson-orin-nano",
+        include_str!("../board/jetson-orin-nano.toml"),
+    ),
+    ("generic", include_str!("../board/generic.toml")),
+];
+
+/// A deployment, resolved: every pin is a line offset on one chip.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Deployment {
+    pub board: String,
+    /// The camera device (the board's default unless the deployment names one).
+    pub camera: Option<PathBuf>,
+    /// The gpiochip's label, or a path to its device (`/dev/gpiochipN`).
+    pub chip: String,
+    /// How many lines the chip has, when the profile says; the chip itself is asked at run time.
+    pub lines: Option<u32>,
+    pub trigger: Option<TriggerSpec>,
+    pub outputs: Vec<OutputSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TriggerSpec {
+    pub line: Line,
+    pub edge: Edge,
+    pub bias: Bias,
+    #[serde(rename = "debounce_ms", with = "millis")]
+    pub debounce: Duration,
+    /// Frames whose probabilities are averaged into one result.
+    pub burst: usize,
+    /// After a result, the next capture waits this long.
+    #[serde(rename = "cooldown_ms", with = "millis")]
+    pub cooldown: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutputSpec {
+    pub role: Role,
+    pub line: Line,
+    /// The line is active when low.
+    pub active_low: bool,
+    /// The physical level at start-up and on every exit.
+    pub safe_high: bool,
+    pub mode: Mode,
+}
+
+/// A line offset on the chip and the name the config gave it (for messages).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Line {
+    pub offset: u32,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Active once the model is loaded and the camera streams.
+    Ready,
+    /// Active during a triggered capture.
+    Busy,
+    /// Active when the result is one of `labels` with at least `threshold`.
+    Match {
+        labels: Vec<String>,
+        threshold: Option<f32>,
+    },
+    /// Active when the result is this class.
+    Class(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Held until the next result.
+    Level,
+    /// Active for this long after each result that sets it.
+    Pulse(#[serde(with = "millis")] Duration),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Edge {
+    Rising,
+    Falling,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bias {
+    AsIs,
+    PullUp,
+    PullDown,
+    Disabled,
+}
+
+/// Reads the deployment config at `path` and the board profile it names, and resolves them.
+pub fn load(path: &Path) -> Result<Deployment> {
+    let text = std::fs::read_to_string(path).map_err(Error::read(path))?;
+    let bad = |reason: String| Error::Config {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let deployment: toml::Table = text.parse().map_err(|e| bad(format!("{e}")))?;
+    let board_name = match deployment.get("board") {
+        Some(toml::Value::String(name)) => name.clone(),
+        Some(_) => return Err(bad("`board` must be a string".into())),
+        None => return Err(bad(format!("no `board`: name one of {}", board_names()))),
+    };
+    let (board_path, mut merged) = board_profile(&board_name, path)?;
+    merge(&mut merged, deployment);
+    merged.remove("board");
+    merged.remove("name");
+    merged.remove("description");
+    let raw: Raw = toml::Value::Table(merged)
+        .try_into()
+        .map_err(|e: toml::de::Error| bad(e.message().to_string()))?;
+    resolve(&board_name, raw).map_err(|reason| Error::Config {
+        path: if reason.about_board {
+            board_path
+        } else {
+            path.to_path_buf()
+        },
+        reason: reason.text,
+    })
+}
+
+/// A profile by name (built in) or by path (relative to the deployment config's folder).
+fn board_profile(name: &str, config: &Path) -> Result<(PathBuf, toml::Table)> {
+    let (path, text) = if name.ends_with(".toml") || name.contains('/') {
+        let path = config.parent().unwrap_or(Path::new(".")).join(name);
+        let text = std::fs::read_to_string(&path).map_err(Error::read(&path))?;
+        (path, text)
+    } else {
+        let Some((_, text)) = BOARDS.iter().find(|(known, _)| *known == name) else {
+            return Err(Error::Config {
+                path: config.to_path_buf(),
+                reason: format!(
+                    "unknown board {name:?}: pinsight knows {} (or give a path to a board file)",
+                    board_names()
+                ),
+            });
+        };
+        (
+            PathBuf::from(format!("board/{name}.toml")),
+            text.to_string(),
+        )
+    };
+    let table = text.parse().map_err(|e| Error::Config {
+        path: path.clone(),
+        reason: format!("{e}"),
+    })?;
+    Ok((path, table))
+}
+
+fn board_names() -> String {
+    BOARDS.map(|(name, _)| name).join(", ")
+}
+
+/// Lays `over` onto `base`: tables merge key by key, anything else is replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base)), toml::Value::Table(over)) => merge(base, over),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// The config as written, board and deployment merged.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    camera: Option<PathBuf>,
+    gpio: RawGpio,
+    #[serde(default)]
+    pins: BTreeMap<String, u32>,
+    trigger: Option<RawTrigger>,
+    #[serde(default)]
+    outputs: RawOutputs,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGpio {
+    chip: String,
+    lines: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrigger {
+    pin: PinRef,
+    #[serde(default = "default_edge")]
+    edge: Edge,
+    #[serde(default = "default_bias")]
+    bias: Bias,
+    #[serde(default = "default_debounce_ms")]
+    debounce_ms: u64,
+    #[serde(default = "default_burst")]
+    burst: usize,
+    #[serde(default)]
+    cooldown_ms: u64,
+}
+
+fn default_edge() -> Edge {
+    Edge::Rising
+}
+fn default_bias() -> Bias {
+    Bias::AsIs
+}
+fn default_debounce_ms() -> u64 {
+    30
+}
+fn default_burst() -> usize {
+    3
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutputs {
+    mode: Option<RawMode>,
+    pulse_ms: Option<u64>,
+    ready: Option<RawOutput>,
+    busy: Option<RawOutput>,
+    #[serde(rename = "match")]
+    matcher: Option<RawOutput>,
+    #[serde(default)]
+    classes: BTreeMap<String, RawClassOutput>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawClassOutput {
+    Pin(PinRef),
+    Full(RawOutput),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    pin: PinRef,
+    #[serde(default)]
+    active_low: bool,
+    safe: Option<Level>,
+    mode: Option<RawMode>,
+    pulse_ms: Option<u64>,
+    /// Only for `[outputs.match]`.
+    labels: Option<Vec<String>>,
+    /// Only for `[outputs.match]`.
+    threshold: Option<f32>,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawMode {
+    Level,
+    Pulse,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Level {
+    Low,
+    High,
+}
+
+/// A pin by the board's name for it, or a line offset.
+#[derive(Clone, Deserialize)]
+#[serde(untagged)]
+enum PinRef {
+    Offset(u32),
+    Name(String),
+}
+
+struct Reason {
+    text: String,
+    /// The board profile is at fault, not the deployment.
+    about_board: bool,
+}
+
+impl From<String> for Reason {
+    fn from(text: String) -> Reason {
+        Reason {
+            text,
+            about_board: false,
+        }
+    }
+}
+
+fn resolve(board: &str, raw: Raw) -> Result<Deployment, Reason> {
+    if raw.gpio.chip.is_empty() {
+        return Err(format!(
+            "no gpiochip: set `[gpio] chip` to the chip's label (as `gpiodetect` shows it) \
+             or its device path; board {board:?} does not name one"
+        )
+        .into());
+    }
+    for (name, &offset) in &raw.pins {
+        if let Some(lines) = raw.gpio.lines.filter(|&lines| offset >= lines) {
+            return Err(Reason {
+                text: format!("pin {name} is line {offset}, but the chip has {lines} lines"),
+                about_board: true,
+            });
+        }
+    }
+    let line = |pin: &PinRef, what: &str| -> Result<Line, Reason> {
+        let (offset, name) = match pin {
+            PinRef::Offset(offset) => (*offset, format!("line {offset}")),
+            PinRef::Name(name) => match raw.pins.get(name) {
+                Some(&offset) => (offset, name.clone()),
+                None => {
+                    let known = raw.pins.keys().map(String::as_str).collect::<Vec<_>>();
+                    return Err(format!(
+                        "{what}: board {board:?} has no pin {name:?} ({})",
+                        if known.is_empty() {
+                            "it names none; use a line offset".to_string()
+                        } else {
+                            format!("it has {}", known.join(", "))
+                        }
+                    )
+                    .into());
+                }
+            },
+        };
+        if let Some(lines) = raw.gpio.lines.filter(|&lines| offset >= lines) {
+            return Err(format!(
+                "{what}: {name} is out of range: the chip has lines 0 to {}",
+                lines - 1
+            )
+            .into());
+        }
+        Ok(Line { offset, name })
+    };
+
+    let trigger = match &raw.trigger {
+        None => None,
+        Some(t) => {
+            if t.burst == 0 {
+                return Err("trigger: burst must be at least 1 frame".to_string().into());
+            }
+            Some(TriggerSpec {
+                line: line(&t.pin, "trigger")?,
+                edge: t.edge,
+                bias: t.bias,
+                debounce: Duration::from_millis(t.debounce_ms),
+                burst: t.burst,
+                cooldown: Duration::from_millis(t.cooldown_ms),
+            })
+        }
+    };
+
+    let defaults = &raw.outputs;
+    let mut outputs = Vec::new();
+    let mut output = |role: Role, spec: &RawOutput, what: &str| -> Result<(), Reason> {
+        let is_match = matches!(role, Role::Match { .. });
+        if !is_match && (spec.labels.is_some() || spec.threshold.is_some()) {
+            return Err(
+                format!("{what}: `labels` and `threshold` belong in [outputs.match] only").into(),
+            );
+        }
+        let mode = match spec.mode.or(defaults.mode).unwrap_or(RawMode::Level) {
+            RawMode::Level => Mode::Level,
+            RawMode::Pulse => {
+                let ms = spec.pulse_ms.or(defaults.pulse_ms).unwrap_or(200);
+                if ms == 0 {
+                    return Err(format!("{what}: pulse_ms must be above 0").into());
+                }
+                Mode::Pulse(Duration::from_millis(ms))
+            }
+        };
+        outputs.push(OutputSpec {
+            line: line(&spec.pin, what)?,
+            active_low: spec.active_low,
+            // The inactive level unless the config says otherwise.
+            safe_high: match spec.safe {
+                Some(Level::High) => true,
+                Some(Level::Low) => false,
+                None => spec.active_low,
+            },
+            mode,
+            role,
+        });
+        Ok(())
+    };
+    if let Some(spec) = &defaults.ready {
+        output(Role::Ready, spec, "outputs.ready")?;
+    }
+    if let Some(spec) = &defaults.busy {
+        output(Role::Busy, spec, "outputs.busy")?;
+    }
+    if let Some(spec) = &defaults.matcher {
+        let labels = spec.labels.clone().unwrap_or_default();
+        if labels.is_empty() {
+            return Err("outputs.match: `labels` must list at least one class"
+                .to_string()
+                .into());
+        }
+        if let Some(threshold) = spec.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+            return Err(
+                format!("outputs.match: threshold {threshold} is not between 0 and 1").into(),
+            );
+        }
+        let role = Role::Match {
+            labels,
+            threshold: spec.threshold,
+        };
+        output(role, spec, "outputs.match")?;
+    }
+    for (label, spec) in &defaults.classes {
+        let what = format!("outputs.classes.{label}");
+        let full;
+        let spec = match spec {
+            RawClassOutput::Full(spec) => spec,
+            RawClassOutput::Pin(pin) => {
+                full = RawOutput {
+                    pin: pin.clone(),
+                    active_low: false,
+                    safe: None,
+                    mode: None,
+                    pulse_ms: None,
+                    labels: None,
+                    threshold: None,
+                };
+                &full
+            }
+        };
+        output(Role::Class(label.clone()), spec, &what)?;
+    }
+
+    let mut used: Vec<(&Line, String)> = Vec::new();
+    let lines = trigger
+        .iter()
+        .map(|t| (&t.line, "the trigger".to_string()))
+        .chain(outputs.iter().map(|o| (&o.line, o.role.describe())));
+    for (line, user) in lines {
+        if let Some((first, other)) = used.iter().find(|(l, _)| l.offset == line.offset) {
+            return Err(format!(
+                "line {} is used twice: {user} ({}) and {other} ({})",
+                line.offset, line.name, first.name
+            )
+            .into());
+        }
+        used.push((line, user));
+    }
+
+    Ok(Deployment {
+        board: board.to_string(),
+        camera: raw.camera,
+        chip: raw.gpio.chip,
+        lines: raw.gpio.lines,
+        trigger,
+        outputs,
+    })
+}
+
+impl Role {
+    /// How messages name the output.
+    pub fn describe(&self) -> String {
+        match self {
+            Role::Ready => "the ready output".into(),
+            Role::Busy => "the busy output".into(),
+            Role::Match { .. } => "the match output".into(),
+            Role::Class(label) => format!("the output for {label:?}"),
+        }
+    }
+}
+
+impl Deployment {
+    /// Refuses outputs for classes the model does not have.
+    pub fn check_labels(&self, labels: &[String]) -> std::result::Result<(), String> {
+        for output in &self.outputs {
+            let named: &[String] = match &output.role {
+                Role::Class(label) => std::slice::from_ref(label),
+                Role::Match { labels, .. } => labels,
+                Role::Ready | Role::Busy => &[],
+            };
+            if let Some(unknown) = named.iter().find(|label| !labels.contains(label)) {
+                return Err(format!(
+                    "{} names class {unknown:?}, which the head does not have",
+                    output.role.describe()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u128(d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Deployment> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pinsight.toml");
+        std::fs::write(&path, text).unwrap();
+        load(&path)
+    }
+
+    fn error(text: &str) -> String {
+        load_text(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_built_in_board_loads() {
+        for (name, _) in BOARDS {
+            let chip = if name == "generic" {
+                "\n[gpio]\nchip = \"gpio-sim\"\n"
+            } else {
+                ""
+            };
+            let deployment = load_text(&format!("board = \"{name}\"\n{chip}"))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(deployment.board, name);
+            assert!(!deployment.chip.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_deployment_resolves_pins_and_overrides_the_board() {
+        let deployment = load_text(
+            r#"
+board = "raspberry-pi-4"
+camera = "/dev/video2"
+[gpio]
+chip = "pinctrl-test"
+[trigger]
+pin = "pin11"
+edge = "falling"
+bias = "pull-up"
+debounce_ms = 25
+burst = 5
+cooldown_ms = 1000
+[outputs]
+mode = "pulse"
+pulse_ms = 150
+[outputs.ready]
+pin = 27
+[outputs.match]
+pin = "GPIO22"
+labels = ["dog"]
+threshold = 0.8
+mode = "level"
+[outputs.classes]
+dog = "pin29"
+cat = { pin = 6, active_low = true, safe = "low" }
+"#,
+        )
+        .unwrap();
+        assert_eq!(deployment.camera, Some(PathBuf::from("/dev/video2")));
+        assert_eq!(deployment.chip, "pinctrl-test");
+        assert_eq!(deployment.lines, Some(58));
+        let trigger = deployment.trigger.unwrap();
+        assert_eq!(trigger.line.offset, 17);
+        assert_eq!((trigger.edge, trigger.bias), (Edge::Falling, Bias::PullUp));
+        assert_eq!(trigger.debounce, Duration::from_millis(25));
+        assert_eq!((trigger.burst, trigger.cooldown.as_millis()), (5, 1000));
+        let by_role = |role: &Role| {
+            deployment
+                .outputs
+                .iter()
+                .find(|o| &o.role == role)
+                .unwrap()
+                .clone()
+        };
+        let ready = by_role(&Role::Ready);
+        assert_eq!(ready.line.offset, 27);
+        assert_eq!(ready.mode, Mode::Pulse(Duration::from_millis(150)));
+        let matcher = &deployment.outputs[1];
+        assert_eq!(matcher.line.offset, 22);
+        assert_eq!(matcher.mode, Mode::Level);
+        assert_eq!(
+            matcher.role,
+            Role::Match {
+                labels: vec!["dog".into()],
+                threshold: Some(0.8)
+            }
+        );
+        let dog = by_role(&Role::Class("dog".into()));
+        assert_eq!(
+            (dog.line.offset, dog.active_low, dog.safe_high),
+            (5, false, false)
+        );
+        let cat = by_role(&Role::Class("cat".into()));
+        assert_eq!(
+            (cat.line.offset, cat.active_low, cat.safe_high),
+            (6, true, false)
+        );
+    }
+
+    #[test]
+    fn an_active_low_output_is_safe_high_unless_told() {
+        let deployment =
+            load_text("board = \"raspberry-pi-4\"\n[outputs.ready]\npin = 5\nactive_low = true\n")
+                .unwrap();
+        assert!(deployment.outputs[0].safe_high);
+    }
+
+    #[test]
+    fn an_unknown_board_is_refused_with_the_known_ones() {
+        let message = error("board = \"raspberry-pi-9\"\n");
+        assert!(
+            message.contains("unknown board \"raspberry-pi-9\""),
+            "{message}"
+        );
+        assert!(message.contains("raspberry-pi-5"), "{message}");
+        assert!(message.contains("pinsight.toml"), "{message}");
+    }
+
+    #[test]
+    fn a_line_out_of_range_is_refused() {
+        let message = error("board = \"raspberry-pi-4\"\n[outputs.ready]\npin = 58\n");
+        assert!(message.contains("outputs.ready"), "{message}");
+        assert!(message.contains("out of range"), "{message}");
+        assert!(message.contains("0 to 57"), "{message}");
+    }
+
+    #[test]
+    fn a_pin_used_twice_is_refused() {
+        let message = error(
+            "board = \"raspberry-pi-4\"\n[trigger]\npin = \"pin11\"\n\
+             [outputs.classes]\ndog = \"GPIO17\"\n",
+        );
+        assert!(message.contains("line 17 is used twice"), "{message}");
+        assert!(message.contains("the trigger"), "{message}");
+        assert!(message.contains("\"dog\""), "{message}");
+    }
+
+    #[test]
+    fn mistakes_in_the_config_are_named() {
+        let message = error("board = \"raspberry-pi-4\"\n[trigger]\npin = \"pin99\"\n");
+        assert!(message.contains("no pin \"pin99\""), "{message}");
+        let message = error("board = \"raspberry-pi-4\"\n[trigger]\npin = 4\nedge = \"up\"\n");
+        assert!(message.contains("unknown variant `up`"), "{message}");
+        let message = error("board = \"raspberry-pi-4\"\n[trigger]\npin = 4\ndebounce = 3\n");
+        assert!(message.contains("unknown field `debounce`"), "{message}");
+        let message = error("board = \"generic\"\n");
+        assert!(message.contains("no gpiochip"), "{message}");
+        let message = error("[gpio]\nchip = \"x\"\n");
+        assert!(message.contains("no `board`"), "{message}");
+        let message =
+            error("board = \"raspberry-pi-4\"\n[outputs.ready]\npin = 4\nlabels = [\"a\"]\n");
+        assert!(message.contains("[outputs.match] only"), "{message}");
+    }
+
+    #[test]
+    fn outputs_must_name_the_heads_classes() {
+        let deployment =
+            load_text("board = \"raspberry-pi-4\"\n[outputs.classes]\nwolf = 5\n").unwrap();
+        let labels = ["dog".to_string(), "cat".to_string()];
+        let message = deployment.check_labels(&labels).unwrap_err();
+        assert!(message.contains("\"wolf\""), "{message}");
+    }
+
+    #[test]
+    fn a_board_file_by_path_is_checked_too() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mine.toml"),
+            "name = \"mine\"\n[gpio]\nchip = \"c\"\nlines = 8\n[pins]\nled = 9\n",
+        )
+        .unwrap();
+        let path = dir.path().join("pinsight.toml");
+        std::fs::write(&path, "board = \"mine.toml\"\n").unwrap();
+        let message = load(&path).unwrap_err().to_string();
+        assert!(message.contains("mine.toml"), "{message}");
+        assert!(message.contains("pin led is line 9"), "{message}");
+    }
+}
