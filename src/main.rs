@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -454,7 +454,7 @@ fn run_loop(args: &RunArgs) -> Result<()> {
         _ => Arc::new(Mutex::new(NoOutputs)),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    watch_signals(stop.clone(), signals.clone())?;
+    watch_signals(stop.clone(), Arc::downgrade(&signals))?;
 
     // The source next: a missing camera is reported before the model spends time loading.
     let source_name = args
@@ -549,13 +549,17 @@ fn run_loop(args: &RunArgs) -> Result<()> {
 
 /// SIGINT and SIGTERM stop the run loop, which then sets the outputs safe as it returns. A
 /// second signal, should the loop be stuck, sets them safe from here and ends the process.
-fn watch_signals(stop: Arc<AtomicBool>, signals: Arc<Mutex<dyn Signals>>) -> Result<()> {
+/// The outputs are held weakly: when `run_loop` returns, with or without an error, its handle
+/// is the last, and dropping it sets them safe.
+fn watch_signals(stop: Arc<AtomicBool>, signals: Weak<Mutex<dyn Signals>>) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut incoming = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     std::thread::spawn(move || {
         for signal in incoming.forever() {
             if stop.swap(true, Ordering::Relaxed) {
-                pinsight::gpio::lock(&signals).make_safe();
+                if let Some(signals) = signals.upgrade() {
+                    pinsight::gpio::lock(&signals).make_safe();
+                }
                 log::warn!("second signal {signal}: outputs set safe, exiting at once");
                 std::process::exit(130);
             }
