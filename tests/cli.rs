@@ -61,3 +61,37 @@ fn classify_prints_a_table_by_default() {
         "{stdout}"
     );
 }
+
+#[test]
+fn config_resolves_the_example_deployment_and_refuses_a_broken_one() {
+    let output = common::pinsight()
+        .args(["config", "board/examples/door.toml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let resolved: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(resolved["board"], "raspberry-pi-4");
+    assert_eq!(resolved["chip"], "pinctrl-bcm2711");
+    // pin11 on a Raspberry Pi header is GPIO17.
+    assert_eq!(resolved["trigger"]["line"]["offset"], 17);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("twice.toml");
+    std::fs::write(
+        &config,
+        "board = \"raspberry-pi-5\"\n[outputs.ready]\npin = \"pin11\"\n\
+         [outputs.busy]\npin = \"GPIO17\"\n",
+    )
+    .unwrap();
+    let output = common::pinsight()
+        .arg("config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("twice.toml"), "{stderr}");
+    assert!(stderr.contains("line 17 is used twice"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
