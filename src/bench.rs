@@ -1,12 +1,336 @@
 //! Measurements for `pinsight bench`: what each stage of the per-frame path costs on this
-//! machine. Medians of repeated runs; nothing here is asserted, only reported.
+//! machine, and what each backbone costs to load, run and hold in memory. Medians and 99th
+//! percentiles of repeated runs; nothing here is asserted, only reported.
+//!
+//! Peak memory is a figure for a whole process, so each backbone is measured in a process of its
+//! own: the report runs `pinsight bench --model-only` once per backbone (the same executable,
+//! [`std::env::current_exe`]) and reads back the one JSON line ([`ModelBench`]) each prints.
+//! scripts/bench-models puts those lines beside onnxruntime's on the same files, and
+//! scripts/insn-count runs `--model-only` under qemu-user with `--runs 1` and `--runs 11`: the
+//! two runs differ by exactly 10 inferences.
 
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
 use image::RgbImage;
+use serde::{Deserialize, Serialize};
 
 use crate::frame::{Converter, Frame, PixelFormat};
+use crate::image_file::load_rgb;
+use crate::model::Classifier;
 use crate::preprocess::Preprocessor;
+
+/// The backbones the report measures when none is named: the int8 file pinsight runs by
+/// default, then the float file it was quantised from.
+pub const BUNDLED_BACKBONES: [&str; 2] = [
+    "models/efficientnet-lite0/backbone-int8.onnx",
+    "models/efficientnet-lite0/backbone-float.onnx",
+];
+
+/// The frame sizes the frame-conversion table measures.
+const FRAME_SIZES: [(u32, u32); 2] = [(640, 480), (1280, 720)];
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// A backbone ONNX file to measure, each in a process of its own; repeat for several
+    /// [default: the bundled int8 and float EfficientNet-Lite0 files].
+    #[arg(long, env = "PINSIGHT_BACKBONE")]
+    pub backbone: Vec<PathBuf>,
+    /// The head folder run on every backbone's features (ImageNet's works with both bundled
+    /// backbones).
+    #[arg(long, env = "PINSIGHT_HEAD", default_value = "models/imagenet")]
+    pub head: PathBuf,
+    /// Timed runs of each measurement, after one warm-up run. For a model the warm-up is its
+    /// first inference, which counts in the model-ready time: a model runs RUNS + 1 times.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..))]
+    pub runs: u16,
+    /// The photo the synthetic camera frames and the model's input are made from.
+    #[arg(long, default_value = "samples/rocket.jpg")]
+    pub photo: PathBuf,
+    /// Measure one backbone in this process and print one JSON line: ready time (load and
+    /// first inference), inference p50 and p99, peak RSS. Exactly RUNS + 1 inferences, for
+    /// counting instructions (scripts/insn-count).
+    #[arg(long)]
+    pub model_only: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Pinsight(#[from] crate::Error),
+
+    #[error("cannot write the report: {0}")]
+    Output(#[from] io::Error),
+
+    #[error(
+        "--model-only measures one backbone in one process; {0} were given \
+         (run it once per backbone, or leave out --model-only for a table of them all)"
+    )]
+    OneBackbone(usize),
+
+    #[error(
+        "cannot start {} to measure {} in a process of its own: {source} \
+         (under qemu-user, which cannot start an ARM program from an ARM program, run \
+         `pinsight bench --model-only --backbone FILE` once per backbone instead)",
+        exe.display(), backbone.display()
+    )]
+    Spawn {
+        exe: PathBuf,
+        backbone: PathBuf,
+        source: io::Error,
+    },
+
+    #[error(
+        "measuring {} in a process of its own failed ({status}); its messages are above",
+        backbone.display()
+    )]
+    Child {
+        backbone: PathBuf,
+        status: ExitStatus,
+    },
+
+    #[error(
+        "measuring {}: the child process printed no result line ({reason}): {output:?}",
+        backbone.display()
+    )]
+    ChildOutput {
+        backbone: PathBuf,
+        reason: String,
+        output: String,
+    },
+}
+
+/// `pinsight bench`: the frame-conversion table and a table of the backbones, or with
+/// `--model-only` one backbone's [`ModelBench`] as a JSON line.
+pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
+    let runs = usize::from(args.runs);
+    let photo = load_rgb(&args.photo)?;
+    let mut out = io::stdout().lock();
+    if args.model_only {
+        let backbone = match args.backbone.as_slice() {
+            [] => PathBuf::from(BUNDLED_BACKBONES[0]),
+            [one] => one.clone(),
+            many => return Err(BenchError::OneBackbone(many.len())),
+        };
+        let mut input = Vec::new();
+        Preprocessor::default().tensor(&photo, &mut input);
+        let result = measure_model(&backbone, &args.head, &input, runs)?;
+        serde_json::to_writer(&mut out, &result).map_err(io::Error::from)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    frame_table(&mut out, &photo, runs)?;
+    let backbones = if args.backbone.is_empty() {
+        BUNDLED_BACKBONES.iter().map(PathBuf::from).collect()
+    } else {
+        args.backbone.clone()
+    };
+    let mut results = Vec::new();
+    for backbone in &backbones {
+        results.push(measure_in_child(args, backbone)?);
+    }
+    model_table(&mut out, &results, runs)?;
+    Ok(())
+}
+
+fn frame_table(out: &mut impl Write, photo: &RgbImage, runs: usize) -> io::Result<()> {
+    writeln!(
+        out,
+        "frame -> model input (convert to RGB, resize, crop, normalise), ms: median / p99 of {runs}"
+    )?;
+    write!(out, "{:<8}", "format")?;
+    for (width, height) in FRAME_SIZES {
+        write!(out, "{:>20}", format!("{width}x{height}"))?;
+    }
+    writeln!(out)?;
+    for format in CAMERA_FORMATS {
+        write!(out, "{:<8}", format.fourcc())?;
+        for (width, height) in FRAME_SIZES {
+            let timing = frame_to_input(&camera_frame(photo, format, width, height), runs);
+            write!(
+                out,
+                "{:>20}",
+                format!("{:.3} / {:.3}", timing.median_ms, timing.p99_ms)
+            )?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn model_table(out: &mut impl Write, results: &[ModelBench], runs: usize) -> io::Result<()> {
+    writeln!(
+        out,
+        "\nbackbone + head, 1 thread, each in a process of its own: ready = load + first inference;\n\
+         p50 / p99 of the {runs} inferences after it{}; peak RSS of the process",
+        if runs < 100 {
+            " (of fewer than 100, p99 is the slowest)"
+        } else {
+            ""
+        }
+    )?;
+    let width = results
+        .iter()
+        .map(|r| r.backbone.len())
+        .chain([8])
+        .max()
+        .unwrap_or(8);
+    writeln!(
+        out,
+        "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>9}  top-1",
+        "backbone", "ready ms", "load ms", "p50 ms", "p99 ms", "RSS MiB"
+    )?;
+    for r in results {
+        writeln!(
+            out,
+            "{:<width$} {:>9.0} {:>9.0} {:>9.2} {:>9.2} {:>9}  {} ({:.2})",
+            r.backbone,
+            r.ready_ms,
+            r.load_ms,
+            r.p50_ms,
+            r.p99_ms,
+            r.peak_rss_kib
+                .map_or_else(|| "?".into(), |kib| format!("{:.1}", kib as f64 / 1024.0)),
+            r.top1_label,
+            r.top1_probability
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs this executable with `--model-only` for `backbone` and reads its JSON line.
+fn measure_in_child(args: &BenchArgs, backbone: &Path) -> Result<ModelBench, BenchError> {
+    let exe = std::env::current_exe().map_err(|source| BenchError::Spawn {
+        exe: "pinsight".into(),
+        backbone: backbone.into(),
+        source,
+    })?;
+    let output = Command::new(&exe)
+        .arg("bench")
+        .arg("--model-only")
+        .arg("--backbone")
+        .arg(backbone)
+        .arg("--head")
+        .arg(&args.head)
+        .arg("--runs")
+        .arg(args.runs.to_string())
+        .arg("--photo")
+        .arg(&args.photo)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|source| BenchError::Spawn {
+            exe: exe.clone(),
+            backbone: backbone.into(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(BenchError::Child {
+            backbone: backbone.into(),
+            status: output.status,
+        });
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).map_err(|e| BenchError::ChildOutput {
+        backbone: backbone.into(),
+        reason: e.to_string(),
+        output: stdout.clone().into_owned(),
+    })
+}
+
+/// One backbone (with the head) measured in a process of its own: the JSON line that
+/// `pinsight bench --model-only` prints and scripts/bench-models reads (models/bench_ort.py
+/// prints the same fields for onnxruntime).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelBench {
+    pub engine: String,
+    pub backbone: String,
+    pub head: String,
+    pub threads: u32,
+    /// From the start of loading to the first result out: `load_ms` + `first_ms`.
+    pub ready_ms: f64,
+    /// Reading and checking the files, parsing, optimising.
+    pub load_ms: f64,
+    /// The first inference, which also allocates what later ones reuse.
+    pub first_ms: f64,
+    /// Timed inferences after the first.
+    pub runs: usize,
+    /// All inferences this process ran: `runs` + 1.
+    pub inferences: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// The process's peak resident set size (VmHWM), KiB; `None` where /proc is not Linux's.
+    pub peak_rss_kib: Option<u64>,
+    /// The peak before the model was loaded (the photo decoded, the input tensor made).
+    pub rss_before_load_kib: Option<u64>,
+    /// The best class of the first result, to see that engines agree.
+    pub top1_index: usize,
+    pub top1_label: String,
+    pub top1_probability: f32,
+}
+
+/// Loads `backbone` with the head in `head_dir`, runs it once (the model is then ready) and
+/// `runs` more times, timing each.
+pub fn measure_model(
+    backbone: &Path,
+    head_dir: &Path,
+    input: &[f32],
+    runs: usize,
+) -> crate::Result<ModelBench> {
+    let rss_before_load_kib = peak_rss_kib();
+    let started = Instant::now();
+    let classifier = Classifier::load(backbone, head_dir)?;
+    let loaded = Instant::now();
+    let first = classifier.probabilities(input)?;
+    let ready = Instant::now();
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        std::hint::black_box(classifier.probabilities(input)?);
+        samples.push(millis_since(started));
+    }
+    let timing = Timing::of(samples);
+    let (top1_index, top1_probability) = first
+        .iter()
+        .copied()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or((0, f32::NAN));
+    Ok(ModelBench {
+        engine: "tract".into(),
+        backbone: backbone.display().to_string(),
+        head: head_dir.display().to_string(),
+        threads: 1,
+        ready_ms: (ready - started).as_secs_f64() * 1e3,
+        load_ms: (loaded - started).as_secs_f64() * 1e3,
+        first_ms: (ready - loaded).as_secs_f64() * 1e3,
+        runs,
+        inferences: runs + 1,
+        p50_ms: timing.median_ms,
+        p99_ms: timing.p99_ms,
+        peak_rss_kib: peak_rss_kib(),
+        rss_before_load_kib,
+        top1_index,
+        top1_label: classifier
+            .labels()
+            .get(top1_index)
+            .cloned()
+            .unwrap_or_default(),
+        top1_probability,
+    })
+}
+
+/// This process's peak resident set size so far (VmHWM in /proc/self/status), KiB. Under
+/// qemu-user it is the emulator's, translated code included.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
 
 /// The formats a camera hands over, in the order the report lists them.
 pub const CAMERA_FORMATS: [PixelFormat; 6] = [
@@ -24,22 +348,39 @@ pub struct Timing {
     pub p99_ms: f64,
 }
 
+impl Timing {
+    /// The median and 99th percentile (nearest rank) of `samples`, in ms.
+    pub fn of(mut samples: Vec<f64>) -> Timing {
+        if samples.is_empty() {
+            return Timing {
+                median_ms: f64::NAN,
+                p99_ms: f64::NAN,
+            };
+        }
+        samples.sort_by(f64::total_cmp);
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        Timing {
+            median_ms: at(0.5),
+            p99_ms: at(0.99),
+        }
+    }
+}
+
 /// Runs `work` `runs` times (after one warm-up run) and returns the median and 99th percentile.
 pub fn time(runs: usize, mut work: impl FnMut()) -> Timing {
     work();
-    let mut samples: Vec<f64> = (0..runs.max(1))
+    let samples = (0..runs.max(1))
         .map(|_| {
             let started = Instant::now();
             work();
-            started.elapsed().as_secs_f64() * 1e3
+            millis_since(started)
         })
         .collect();
-    samples.sort_by(f64::total_cmp);
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    Timing {
-        median_ms: at(0.5),
-        p99_ms: at(0.99),
-    }
+    Timing::of(samples)
+}
+
+fn millis_since(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1e3
 }
 
 /// The cost of turning one camera frame into the model's input tensor: conversion to RGB,

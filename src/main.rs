@@ -42,8 +42,9 @@ enum Command {
     /// F1, and the confusion matrix (text, JSON and a PNG picture).
     Eval(EvalArgs),
     /// Measure the per-frame path on this machine: frame conversion and resize for each camera
-    /// format and size, and inference. Medians (and 99th percentiles) of repeated runs.
-    Bench(BenchArgs),
+    /// format and size, then each backbone in a process of its own: model-ready time, inference
+    /// median and 99th percentile, peak memory.
+    Bench(pinsight::bench::BenchArgs),
     /// Check a deployment config and the board profile it names, and print them resolved:
     /// every pin as a line offset.
     Config(ConfigArgs),
@@ -60,69 +61,6 @@ fn show_config(args: &ConfigArgs) -> Result<()> {
     let mut out = io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &deployment)?;
     writeln!(out)?;
-    Ok(())
-}
-
-#[derive(Args)]
-struct BenchArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    /// Timed runs of each measurement (after one warm-up run).
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..))]
-    runs: u16,
-    /// The photo the synthetic camera frames are made from.
-    #[arg(long, default_value = "samples/rocket.jpg")]
-    photo: PathBuf,
-}
-
-fn bench(args: &BenchArgs) -> Result<()> {
-    use pinsight::bench::{CAMERA_FORMATS, camera_frame, frame_to_input, time};
-    let runs = usize::from(args.runs);
-    let photo = load_rgb(&args.photo)?;
-    let sizes = [(640, 480), (1280, 720)];
-    let mut out = io::stdout().lock();
-    writeln!(
-        out,
-        "frame -> model input (convert to RGB, resize, crop, normalise), ms: median / p99 of {runs}"
-    )?;
-    write!(out, "{:<8}", "format")?;
-    for (width, height) in sizes {
-        write!(out, "{:>20}", format!("{width}x{height}"))?;
-    }
-    writeln!(out)?;
-    for format in CAMERA_FORMATS {
-        write!(out, "{:<8}", format.fourcc())?;
-        for (width, height) in sizes {
-            let timing = frame_to_input(&camera_frame(&photo, format, width, height), runs);
-            write!(
-                out,
-                "{:>20}",
-                format!("{:.3} / {:.3}", timing.median_ms, timing.p99_ms)
-            )?;
-        }
-        writeln!(out)?;
-    }
-    let started = Instant::now();
-    let classifier = args.model.load()?;
-    let ready = started.elapsed().as_secs_f64() * 1e3;
-    let mut input = Vec::new();
-    Preprocessor::default().tensor(&photo, &mut input);
-    let mut failure = None;
-    let timing = time(runs, || {
-        if let Err(e) = classifier.probabilities(&input) {
-            failure = Some(e);
-        }
-    });
-    if let Some(e) = failure {
-        return Err(e.into());
-    }
-    writeln!(
-        out,
-        "inference ({}): model ready {ready:.0} ms, median {:.2} ms, p99 {:.2} ms (1 thread)",
-        args.model.backbone.display(),
-        timing.median_ms,
-        timing.p99_ms
-    )?;
     Ok(())
 }
 
@@ -632,7 +570,7 @@ fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Classify(args) => classify(args).context("classify"),
         Command::Run(args) => run_loop(args).context("run"),
-        Command::Bench(args) => bench(args).context("bench"),
+        Command::Bench(args) => pinsight::bench::run(args).context("bench"),
         Command::Train(args) => train_head(args).context("train"),
         Command::Eval(args) => eval_head(args).context("eval"),
         Command::Config(args) => show_config(args).context("config"),

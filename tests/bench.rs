@@ -1,0 +1,80 @@
+//! `pinsight bench`: the fields its reports hold, never how fast anything is.
+
+mod common;
+
+use serde_json::Value;
+
+#[test]
+fn model_only_prints_one_json_line_with_exact_inference_count() {
+    let output = common::pinsight()
+        .args(["bench", "--model-only", "--runs", "2"])
+        .args(["--photo", "samples/coffee.png", "--backbone"])
+        .arg(common::int8_backbone())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success());
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON line");
+    let result: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(result["engine"], "tract");
+    assert_eq!(result["threads"], 1);
+    assert_eq!(result["runs"], 2);
+    assert_eq!(result["inferences"], 3, "the first inference and two timed");
+    let ms = |key: &str| result[key].as_f64().unwrap();
+    assert!(ms("load_ms") > 0.0 && ms("first_ms") > 0.0);
+    assert!((ms("ready_ms") - ms("load_ms") - ms("first_ms")).abs() < 1e-6);
+    assert!(ms("p50_ms") <= ms("p99_ms"));
+    let peak = result["peak_rss_kib"].as_u64().unwrap();
+    let before = result["rss_before_load_kib"].as_u64().unwrap();
+    assert!(
+        peak > before,
+        "loading a model raises the peak: {peak} vs {before} KiB"
+    );
+    assert_eq!(
+        result["top1_label"], "espresso",
+        "the photo given is the one classified"
+    );
+}
+
+#[test]
+fn model_only_refuses_two_backbones() {
+    let output = common::pinsight()
+        .args(["bench", "--model-only"])
+        .args(["--backbone", "models/efficientnet-lite0/backbone-int8.onnx"])
+        .args([
+            "--backbone",
+            "models/efficientnet-lite0/backbone-float.onnx",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("one backbone"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    ignore = "the report starts itself again, which qemu-user cannot do for an ARM binary"
+)]
+fn report_measures_each_backbone_in_a_process_of_its_own() {
+    let output = common::pinsight()
+        .args(["bench", "--runs", "1", "--photo", "samples/coffee.png"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success());
+    assert!(stdout.contains("MJPG"), "the frame table is kept");
+    assert!(stdout.contains("1 thread"));
+    for backbone in ["backbone-int8.onnx", "backbone-float.onnx"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.contains(backbone))
+            .unwrap_or_else(|| panic!("a row for {backbone}"));
+        assert!(row.contains("espresso"), "{row}");
+    }
+}
