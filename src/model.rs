@@ -9,9 +9,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::source::TypedSource;
+
+mod fold;
+mod proto;
 
 use crate::checksum::read_verified;
 use crate::head::{self, HeadFiles};
@@ -50,6 +54,7 @@ impl Classifier {
             output_shape(&head_model),
             &[1, head.labels.len()],
         )?;
+        let mut clock = Clock::start();
         let plan = splice(backbone_model, &head_model)
             .and_then(|model| model.into_optimized())
             .and_then(|model| model.into_runnable())
@@ -57,8 +62,9 @@ impl Classifier {
                 path: head_path,
                 reason: format!("{e:#}"),
             })?;
+        clock.lap("optimized");
         log::debug!(
-            "loaded {} with head {}",
+            "loaded {} with head {}: {clock}",
             backbone.display(),
             head_dir.display()
         );
@@ -281,12 +287,13 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<TypedModel> {
         path: PathBuf::from(path),
         reason,
     };
-    let proto = tract_onnx::onnx()
+    let mut clock = Clock::start();
+    let mut proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &bytes[..])
         .map_err(|e| not_onnx(format!("{e:#}")))?;
     let graph = proto
         .graph
-        .as_ref()
+        .as_mut()
         .ok_or_else(|| not_onnx("it holds no graph".into()))?;
     if graph.node.is_empty() || graph.input.len() != 1 || graph.output.len() != 1 {
         return Err(not_onnx(format!(
@@ -296,11 +303,23 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<TypedModel> {
             graph.output.len()
         )));
     }
+    clock.lap("decode");
+    let folded = fold::fold_constant_dequantization(graph);
+    clock.lap("fold");
     let model = tract_onnx::onnx()
         .model_for_proto_model(&proto)
-        .and_then(|model| model.into_typed())
-        .and_then(|model| model.into_decluttered())
         .map_err(|e| not_onnx(format!("{e:#}")))?;
+    clock.lap("graph");
+    let model = model.into_typed().map_err(|e| not_onnx(format!("{e:#}")))?;
+    clock.lap("typed");
+    let model = model
+        .into_decluttered()
+        .map_err(|e| not_onnx(format!("{e:#}")))?;
+    clock.lap("decluttered");
+    log::debug!(
+        "parsed {} ({folded} constant dequantizations folded): {clock}",
+        path.display()
+    );
     for fact in [model.input_fact(0), model.output_fact(0)] {
         let datum_type = fact.map_err(|e| not_onnx(format!("{e:#}")))?.datum_type;
         if datum_type != f32::datum_type() {
@@ -310,6 +329,38 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<TypedModel> {
         }
     }
     Ok(model)
+}
+
+/// Where load time goes, for `RUST_LOG=pinsight=debug`.
+struct Clock {
+    last: Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            last: Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, what: &'static str) {
+        let now = Instant::now();
+        self.laps
+            .push((what, (now - self.last).as_secs_f64() * 1e3));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (ix, (what, ms)) in self.laps.iter().enumerate() {
+            let separator = if ix == 0 { "" } else { ", " };
+            write!(f, "{separator}{what} {ms:.1} ms")?;
+        }
+        Ok(())
+    }
 }
 
 fn input_shape(model: &TypedModel) -> Option<Vec<usize>> {
