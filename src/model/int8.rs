@@ -20,6 +20,8 @@
 //! are direct kernels here ([`depthwise`]); the rest is element-wise ([`kernels`]).
 
 pub mod depthwise;
+#[cfg(target_arch = "aarch64")]
+mod gemm_neon;
 mod graph;
 pub mod kernels;
 pub mod pointwise;

@@ -101,11 +101,31 @@ impl DepthwiseConv {
         zeros.clear();
         zeros.resize(c, self.x_zero);
         let [kh, kw] = self.window.kernel;
-        // An even number of rows: the AVX2 kernel takes taps in pairs, the last one with zero
-        // weights when the count is odd.
+        let [sh, sw] = self.window.stride;
+        let [top, left, _, _] = self.window.pads;
+        // The output columns whose window lies inside the image horizontally, and where each
+        // tap sits relative to the window's top-left input pixel.
+        let inner_left = left.div_ceil(sw).min(ow);
+        let inner_right = if w + left >= kw {
+            ((w + left - kw) / sw + 1).clamp(inner_left, ow)
+        } else {
+            inner_left
+        };
+        let offsets: Vec<usize> = (0..kh)
+            .flat_map(|ky| (0..kw).map(move |kx| (ky * w + kx) * c))
+            .collect();
         let mut rows: Vec<&[u8]> = Vec::with_capacity(kh * kw + 1);
         for oy in 0..oh {
-            for ox in 0..ow {
+            let inner_row = oy * sh >= top && oy * sh - top + kh <= h;
+            let mut ox = 0;
+            while ox < ow {
+                if inner_row && (inner_left..inner_right).contains(&ox) {
+                    let first = ((oy * sh - top) * w + ox * sw - left) * c;
+                    let out = &mut output[(oy * ow + ox) * c..(oy * ow + inner_right) * c];
+                    self.inner_run(input, first, &offsets, sw * c, out, zeros, kernel);
+                    ox = inner_right;
+                    continue;
+                }
                 rows.clear();
                 for ky in 0..kh {
                     for kx in 0..kw {
@@ -116,24 +136,98 @@ impl DepthwiseConv {
                     }
                 }
                 let out = &mut output[(oy * ow + ox) * c..][..c];
-                match kernel {
-                    Kernel::Portable => self.pixel_portable(&rows, out),
-                    #[cfg(target_arch = "x86_64")]
-                    Kernel::Avx2 => {
-                        if rows.len() % 2 == 1 {
-                            rows.push(zeros);
-                        }
-                        // SAFETY: `Kernel::best` only returns Avx2 when the CPU has AVX2.
-                        let done = unsafe { x86::pixel(self, &rows, out) };
-                        self.tail_portable(&rows[..kh * kw], out, done);
+                self.pixel(&mut rows, out, zeros, kernel);
+                ox += 1;
+            }
+        }
+    }
+
+    /// A run of output pixels whose windows lie inside the image: the first one's taps start
+    /// at `input[first + offsets[t]]`, each next one `step` bytes further.
+    #[allow(clippy::too_many_arguments)]
+    fn inner_run(
+        &self,
+        input: &[u8],
+        first: usize,
+        offsets: &[usize],
+        step: usize,
+        output: &mut [u8],
+        zeros: &[u8],
+        kernel: Kernel,
+    ) {
+        let c = self.channels;
+        let pixels = output.len() / c;
+        let last = first + (pixels - 1) * step + offsets[offsets.len() - 1] + c;
+        assert!(last <= input.len(), "depthwise window outside the input");
+        #[cfg(target_arch = "aarch64")]
+        if kernel == Kernel::Neon {
+            let mut p = 0;
+            let mut rows: Vec<*const u8> = offsets
+                .iter()
+                .map(|&o| input[first + o..].as_ptr())
+                .collect();
+            while p < pixels {
+                let out = &mut output[p * c..];
+                // SAFETY: every row read is inside `input` (checked above) and `out` holds
+                // the pixels written.
+                let done = unsafe {
+                    if pixels - p >= 4 {
+                        neon::pixels::<4>(self, &rows, step, out)
+                    } else {
+                        neon::pixels::<1>(self, &rows, step, out)
                     }
-                    #[cfg(target_arch = "aarch64")]
-                    Kernel::Neon => {
-                        // SAFETY: NEON is part of the aarch64 baseline.
-                        let done = unsafe { neon::pixel(self, &rows, out) };
-                        self.tail_portable(&rows, out, done);
-                    }
+                };
+                let count = if pixels - p >= 4 { 4 } else { 1 };
+                for i in 0..count {
+                    let at = first + (p + i) * step;
+                    let slices: Vec<&[u8]> =
+                        offsets.iter().map(|&o| &input[at + o..][..c]).collect();
+                    self.tail_portable(&slices, &mut output[(p + i) * c..][..c], done);
                 }
+                p += count;
+                for row in rows.iter_mut() {
+                    // SAFETY: stays within `input` while pixels remain (checked above).
+                    *row = row.wrapping_add(count * step);
+                }
+            }
+            return;
+        }
+        let mut rows: Vec<&[u8]> = Vec::with_capacity(offsets.len() + 1);
+        for (p, out) in output.chunks_exact_mut(c).enumerate() {
+            rows.clear();
+            rows.extend(offsets.iter().map(|&o| &input[first + p * step + o..][..c]));
+            self.pixel(&mut rows, out, zeros, kernel);
+        }
+    }
+
+    /// One output pixel from its taps' input rows.
+    fn pixel<'a>(&self, rows: &mut Vec<&'a [u8]>, out: &mut [u8], zeros: &'a [u8], kernel: Kernel) {
+        let taps = self.window.kernel[0] * self.window.kernel[1];
+        match kernel {
+            Kernel::Portable => self.pixel_portable(rows, out),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                if rows.len() % 2 == 1 {
+                    rows.push(zeros);
+                }
+                // SAFETY: `Kernel::best` only returns Avx2 when the CPU has AVX2.
+                let done = unsafe { x86::pixel(self, rows, out) };
+                self.tail_portable(&rows[..taps], out, done);
+            }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => {
+                let _ = zeros;
+                let mut pointers = [std::ptr::null::<u8>(); 32];
+                let done = if rows.len() <= pointers.len() {
+                    for (pointer, row) in pointers.iter_mut().zip(rows.iter()) {
+                        *pointer = row.as_ptr();
+                    }
+                    // SAFETY: each row holds `channels` bytes.
+                    unsafe { neon::pixels::<1>(self, &pointers[..rows.len()], 0, out) }
+                } else {
+                    0
+                };
+                self.tail_portable(&rows[..taps], out, done);
             }
         }
     }
@@ -326,21 +420,45 @@ mod x86 {
 
 #[cfg(target_arch = "aarch64")]
 mod neon {
-    //! 16 channels at a time in four registers of four int32: each tap's u8 inputs are widened
-    //! to i16, offset by the zero point, and multiplied into the accumulators by SMLAL.
+    //! 16 channels of `P` adjacent output pixels at a time, four registers of four int32 per
+    //! pixel: each tap's weights are loaded once for the `P` pixels, their u8 inputs widened
+    //! to i16 (offset by the zero point when it is not 0) and multiplied into the accumulators
+    //! by SMLAL.
 
     use std::arch::aarch64::*;
 
     use super::DepthwiseConv;
 
-    /// Computes the whole 16-channel blocks of one output pixel; returns how many channels it
-    /// did.
+    /// Computes the whole 16-channel blocks of `P` output pixels; returns how many channels
+    /// it did. Pixel `p`'s tap `t` reads `rows[t] + p·step`; its output goes to
+    /// `out[p·channels..]`.
     ///
     /// # Safety
-    /// Each row is at least `channels` long and `out` is `channels` long.
-    pub(super) unsafe fn pixel(conv: &DepthwiseConv, rows: &[&[u8]], out: &mut [u8]) -> usize {
+    /// Every row read (`rows[t] + p·step`, `channels` bytes) is inside one allocation, and
+    /// `out` holds `P × channels` bytes.
+    pub(super) unsafe fn pixels<const P: usize>(
+        conv: &DepthwiseConv,
+        rows: &[*const u8],
+        step: usize,
+        out: &mut [u8],
+    ) -> usize {
+        if conv.x_zero == 0 {
+            unsafe { pixels_with::<P, false>(conv, rows, step, out) }
+        } else {
+            unsafe { pixels_with::<P, true>(conv, rows, step, out) }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn pixels_with<const P: usize, const OFFSET: bool>(
+        conv: &DepthwiseConv,
+        rows: &[*const u8],
+        step: usize,
+        out: &mut [u8],
+    ) -> usize {
         let c = conv.channels;
         let blocks = c / 16;
+        assert!(out.len() >= P * c, "depthwise output");
         unsafe {
             let zero = vdupq_n_s16(i16::from(conv.x_zero));
             let (low, high) = conv.requant.bounds();
@@ -350,37 +468,47 @@ mod neon {
             for b in 0..blocks {
                 let first = b * 16;
                 let bias = conv.bias.as_ptr().add(first);
-                let mut acc = [
+                let bias = [
                     vld1q_s32(bias),
                     vld1q_s32(bias.add(4)),
                     vld1q_s32(bias.add(8)),
                     vld1q_s32(bias.add(12)),
                 ];
-                for (t, row) in rows.iter().enumerate() {
-                    let x = vld1q_u8(row.as_ptr().add(first));
-                    let lo = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(x))), zero);
-                    let hi = vsubq_s16(vreinterpretq_s16_u16(vmovl_high_u8(x)), zero);
-                    let w = conv.weights.as_ptr().add(t * c + first);
+                let mut acc = [bias; P];
+                let mut w = conv.weights.as_ptr().add(first);
+                for &row in rows {
                     let w_lo = vld1q_s16(w);
                     let w_hi = vld1q_s16(w.add(8));
-                    acc[0] = vmlal_s16(acc[0], vget_low_s16(lo), vget_low_s16(w_lo));
-                    acc[1] = vmlal_high_s16(acc[1], lo, w_lo);
-                    acc[2] = vmlal_s16(acc[2], vget_low_s16(hi), vget_low_s16(w_hi));
-                    acc[3] = vmlal_high_s16(acc[3], hi, w_hi);
+                    w = w.add(c);
+                    for (p, acc) in acc.iter_mut().enumerate() {
+                        let x = vld1q_u8(row.add(p * step + first));
+                        let mut lo = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(x)));
+                        let mut hi = vreinterpretq_s16_u16(vmovl_high_u8(x));
+                        if OFFSET {
+                            lo = vsubq_s16(lo, zero);
+                            hi = vsubq_s16(hi, zero);
+                        }
+                        acc[0] = vmlal_s16(acc[0], vget_low_s16(lo), vget_low_s16(w_lo));
+                        acc[1] = vmlal_high_s16(acc[1], lo, w_lo);
+                        acc[2] = vmlal_s16(acc[2], vget_low_s16(hi), vget_low_s16(w_hi));
+                        acc[3] = vmlal_high_s16(acc[3], hi, w_hi);
+                    }
                 }
                 let requant = |acc: int32x4_t, i: usize| {
                     let v = vmulq_f32(vcvtq_f32_s32(acc), vld1q_f32(scales.add(first + 4 * i)));
                     // Rounds to nearest, ties to even.
                     vcvtnq_s32_f32(vminq_f32(vmaxq_f32(v, low), high))
                 };
-                let lo = vqmovn_high_s32(vqmovn_s32(requant(acc[0], 0)), requant(acc[1], 1));
-                let hi = vqmovn_high_s32(vqmovn_s32(requant(acc[2], 2)), requant(acc[3], 3));
-                let lo = vqaddq_s16(lo, out_zero);
-                let hi = vqaddq_s16(hi, out_zero);
-                vst1q_u8(
-                    out.as_mut_ptr().add(first),
-                    vqmovun_high_s16(vqmovun_s16(lo), hi),
-                );
+                for (p, acc) in acc.iter().enumerate() {
+                    let lo = vqmovn_high_s32(vqmovn_s32(requant(acc[0], 0)), requant(acc[1], 1));
+                    let hi = vqmovn_high_s32(vqmovn_s32(requant(acc[2], 2)), requant(acc[3], 3));
+                    let lo = vqaddq_s16(lo, out_zero);
+                    let hi = vqaddq_s16(hi, out_zero);
+                    vst1q_u8(
+                        out.as_mut_ptr().add(p * c + first),
+                        vqmovun_high_s16(vqmovun_s16(lo), hi),
+                    );
+                }
             }
         }
         blocks * 16

@@ -1,7 +1,9 @@
-//! Pointwise (1 × 1) convolution — and any convolution after im2col — as an int8 matrix product
-//! on tract-linalg's kernels (AVX2 / AVX-512 VNNI on x86, NEON SMLAL or SDOT on aarch64, NEON
-//! on armv7), with the weights packed once at load.
+//! Pointwise (1 × 1) convolution — and any convolution after im2col — as an int8 matrix product:
+//! on aarch64 pinsight's own NEON kernel ([`super::gemm_neon`], no packing, requantization
+//! fused), elsewhere tract-linalg's kernels (AVX2 / AVX-512 VNNI on x86, NEON on armv7) with the
+//! weights packed once at load.
 //!
+//! The rest of these notes are about the tract-linalg path.
 //! With the output channels as the matrix rows and the pixels as its columns,
 //! `acc[pixel][m] = Σ_k w[m][k] · (x[pixel][k] − x_zero)`. tract's int8 kernels take i8 on both
 //! sides, so the u8 activations are packed as `x − 128` (a flip of the top bit) and the
@@ -67,6 +69,18 @@ impl Layout {
 pub struct PointwiseConv {
     m: usize,
     k: usize,
+    requant: Requantizer,
+    backend: Backend,
+}
+
+enum Backend {
+    Tract(TractGemm),
+    #[cfg(target_arch = "aarch64")]
+    Neon(super::gemm_neon::NeonGemm),
+}
+
+/// The matrix product on a tract-linalg kernel.
+struct TractGemm {
     mmm: Box<dyn MatMatMul>,
     packing: usize,
     weights: Box<dyn MMMInputValue>,
@@ -76,26 +90,27 @@ pub struct PointwiseConv {
     /// Pixels per kernel call: the int32 block stays in cache between the kernel and the
     /// requantization.
     block: usize,
-    requant: Requantizer,
 }
 
 impl std::fmt::Debug for PointwiseConv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "PointwiseConv {}x{} on {} ({:?}, {} pixels a block)",
+            "PointwiseConv {}x{} on {}",
             self.m,
             self.k,
-            self.mmm.name(),
-            self.layout,
-            self.block
+            self.kernel_name()
         )
     }
 }
 
-/// Reusable buffers of one [`PointwiseConv`]: the packed activations of a block, its int32
-/// results, and the kernel's own scratch.
+/// Reusable buffers of one [`PointwiseConv`] (on tract-linalg: the packed activations of a
+/// block, its int32 results, and the kernel's own scratch).
 pub struct PointwiseScratch {
+    tract: Option<TractScratch>,
+}
+
+struct TractScratch {
     packed: EagerPackedInput,
     acc: Tensor,
     mmm: Box<dyn ScratchSpace>,
@@ -113,36 +128,68 @@ impl PointwiseConv {
         requant: Requantizer,
         pixels: usize,
     ) -> TractResult<PointwiseConv> {
-        let m = bias.len();
-        ensure!(weights.len() == m * k, "pointwise weights are not {m}x{k}");
-        ensure!(
-            requant.channels() == m,
-            "pointwise requantizer has the wrong length"
-        );
+        #[cfg(target_arch = "aarch64")]
+        {
+            let m = PointwiseConv::check(weights, bias, k, &requant)?;
+            let offset = offset_bias(weights, bias, k, x_zero);
+            if let Some(gemm) =
+                super::gemm_neon::NeonGemm::new(weights, &offset, k, requant.scales())
+            {
+                return Ok(PointwiseConv {
+                    m,
+                    k,
+                    requant,
+                    backend: Backend::Neon(gemm),
+                });
+            }
+        }
+        PointwiseConv::on_tract(weights, bias, k, x_zero, requant, pixels)
+    }
+
+    /// As [`Self::new`], on a tract-linalg kernel whatever the target.
+    pub fn on_tract(
+        weights: &[i8],
+        bias: &[i32],
+        k: usize,
+        x_zero: u8,
+        requant: Requantizer,
+        pixels: usize,
+    ) -> TractResult<PointwiseConv> {
+        let m = PointwiseConv::check(weights, bias, k, &requant)?;
         let (mmm, packing, layout) = pick_kernel(m, k, pixels)?;
         let a_format = &mmm.packings()[packing].0;
         let w = Tensor::from_shape(&[m, k], weights)?;
         let packed_weights = a_format.prepare_one(&w, 1, 0)?;
-        let offset = 128 - i32::from(x_zero);
-        let bias: Vec<i32> = bias
-            .iter()
-            .zip(weights.chunks_exact(k.max(1)))
-            .map(|(&b, row)| b + offset * row.iter().map(|&w| i32::from(w)).sum::<i32>())
-            .collect();
         // About 64 KiB of int32 results a block, whole panels of pixels.
         let r = layout.r();
         let block = ((16 * 1024 / m.max(1)).max(r) / r * r).min(pixels.div_ceil(r) * r);
         Ok(PointwiseConv {
             m,
             k,
-            mmm,
-            packing,
-            weights: packed_weights,
-            bias: tensor1(&bias),
-            layout,
-            block: block.max(r),
             requant,
+            backend: Backend::Tract(TractGemm {
+                mmm,
+                packing,
+                weights: packed_weights,
+                bias: tensor1(&offset_bias(weights, bias, k, x_zero)),
+                layout,
+                block: block.max(r),
+            }),
         })
+    }
+
+    /// Checks the shapes; returns the number of outputs.
+    fn check(weights: &[i8], bias: &[i32], k: usize, requant: &Requantizer) -> TractResult<usize> {
+        let m = bias.len();
+        ensure!(
+            k > 0 && weights.len() == m * k,
+            "pointwise weights are not {m}x{k}"
+        );
+        ensure!(
+            requant.channels() == m,
+            "pointwise requantizer has the wrong length"
+        );
+        Ok(m)
     }
 
     pub fn outputs(&self) -> usize {
@@ -153,32 +200,22 @@ impl PointwiseConv {
         self.k
     }
 
-    /// The tract-linalg kernel this layer runs.
+    /// The matrix kernel this layer runs.
     pub fn kernel_name(&self) -> &str {
-        self.mmm.name()
+        match &self.backend {
+            Backend::Tract(t) => t.mmm.name(),
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon(g) => g.name(),
+        }
     }
 
     pub fn scratch(&self) -> PointwiseScratch {
-        let format = self.mmm.packings()[self.packing].1.clone();
-        let panels = self.block / self.layout.r();
-        let blob = unsafe {
-            let mut blob = Blob::new_for_size_and_align(panels * self.layout.panel_bytes(), 64);
-            blob.as_bytes_mut().fill(0);
-            blob
-        };
         PointwiseScratch {
-            packed: EagerPackedInput {
-                fact: PackedExoticFact {
-                    format,
-                    mn: self.block.to_dim(),
-                    k: self.k,
-                },
-                packed: Arc::new(blob),
-                panel_bytes: self.layout.panel_bytes(),
-                mn: self.block,
+            tract: match &self.backend {
+                Backend::Tract(t) => Some(t.scratch(self.k, self.m)),
+                #[cfg(target_arch = "aarch64")]
+                Backend::Neon(_) => None,
             },
-            acc: Tensor::zero::<i32>(&[self.block * self.m]).expect("a small int32 tensor"),
-            mmm: unsafe { self.mmm.allocate_scratch_space() },
         }
     }
 
@@ -195,19 +232,79 @@ impl PointwiseConv {
             "pointwise input is not a whole number of pixels"
         );
         ensure!(output.len() == pixels * self.m, "pointwise output length");
+        match &self.backend {
+            Backend::Tract(t) => {
+                let scratch = scratch
+                    .tract
+                    .as_mut()
+                    .context("pointwise scratch for another kernel")?;
+                t.run(self, input, output, scratch)
+            }
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon(g) => {
+                g.run(input, output, &self.requant);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The bias plus `(128 − x_zero) · Σ_k w[m][k]`: the kernels multiply `x − 128`.
+fn offset_bias(weights: &[i8], bias: &[i32], k: usize, x_zero: u8) -> Vec<i32> {
+    let offset = 128 - i32::from(x_zero);
+    bias.iter()
+        .zip(weights.chunks_exact(k))
+        .map(|(&b, row)| b + offset * row.iter().map(|&w| i32::from(w)).sum::<i32>())
+        .collect()
+}
+
+impl TractGemm {
+    fn scratch(&self, k: usize, m: usize) -> TractScratch {
+        let format = self.mmm.packings()[self.packing].1.clone();
+        let panels = self.block / self.layout.r();
+        let blob = unsafe {
+            let mut blob = Blob::new_for_size_and_align(panels * self.layout.panel_bytes(), 64);
+            blob.as_bytes_mut().fill(0);
+            blob
+        };
+        TractScratch {
+            packed: EagerPackedInput {
+                fact: PackedExoticFact {
+                    format,
+                    mn: self.block.to_dim(),
+                    k,
+                },
+                packed: Arc::new(blob),
+                panel_bytes: self.layout.panel_bytes(),
+                mn: self.block,
+            },
+            acc: Tensor::zero::<i32>(&[self.block * m]).expect("a small int32 tensor"),
+            mmm: unsafe { self.mmm.allocate_scratch_space() },
+        }
+    }
+
+    fn run(
+        &self,
+        conv: &PointwiseConv,
+        input: &[u8],
+        output: &mut [u8],
+        scratch: &mut TractScratch,
+    ) -> TractResult<()> {
+        let (m, k) = (conv.m, conv.k);
+        let pixels = input.len() / k;
         let mut first = 0;
         while first < pixels {
             let n = self.block.min(pixels - first);
-            self.pack(&input[first * self.k..(first + n) * self.k], n, scratch)?;
+            self.pack(&input[first * k..(first + n) * k], k, n, scratch)?;
             scratch.packed.mn = n;
             scratch.packed.fact.mn = n.to_dim();
             unsafe {
                 let store = self
                     .mmm
-                    .c_from_data_and_strides(4, 1, self.m as isize)
+                    .c_from_data_and_strides(4, 1, m as isize)
                     .wrap(&scratch.acc.view());
                 self.mmm.run_with_scratch_space(
-                    self.m,
+                    m,
                     n,
                     &mut *scratch.mmm,
                     &[
@@ -222,18 +319,21 @@ impl PointwiseConv {
                 )?;
             }
             let acc = scratch.acc.try_as_plain_ram()?.as_slice::<i32>()?;
-            self.requant.run_pixels(
-                &acc[..n * self.m],
-                &mut output[first * self.m..(first + n) * self.m],
-            );
+            conv.requant
+                .run_pixels(&acc[..n * m], &mut output[first * m..(first + n) * m]);
             first += n;
         }
         Ok(())
     }
 
     /// Packs `n` pixels of `k` u8 values into the kernel's panels as i8 (`x − 128`).
-    fn pack(&self, input: &[u8], n: usize, scratch: &mut PointwiseScratch) -> TractResult<()> {
-        let k = self.k;
+    fn pack(
+        &self,
+        input: &[u8],
+        k: usize,
+        n: usize,
+        scratch: &mut TractScratch,
+    ) -> TractResult<()> {
         let packed = Arc::get_mut(&mut scratch.packed.packed)
             .context("the packed activations are shared")?
             .as_bytes_mut();
