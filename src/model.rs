@@ -9,31 +9,122 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::source::TypedSource;
+
+mod fold;
+pub mod int8;
+mod proto;
 
 use crate::checksum::read_verified;
 use crate::head::{self, HeadFiles};
 use crate::preprocess::{INPUT_LEN, INPUT_SIDE};
 use crate::{Error, Result};
+use int8::Int8Backbone;
 
 const INPUT_SHAPE: [usize; 4] = [1, 3, INPUT_SIDE as usize, INPUT_SIDE as usize];
 
 type Plan = Arc<TypedRunnableModel>;
 
+/// Which engine runs the backbone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// pinsight's int8 executor ([`int8`]) when the backbone is an int8 QDQ model it can read,
+    /// tract otherwise.
+    Auto,
+    /// tract for every backbone: an int8 file runs dequantized, on float kernels.
+    #[default]
+    Tract,
+    /// pinsight's int8 executor; a backbone it cannot read is refused with the reason.
+    Int8,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<Engine, String> {
+        match name {
+            "auto" => Ok(Engine::Auto),
+            "tract" => Ok(Engine::Tract),
+            "int8" => Ok(Engine::Int8),
+            other => Err(format!(
+                "unknown engine {other:?}: expected auto, tract or int8"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Auto => "auto",
+            Engine::Tract => "tract",
+            Engine::Int8 => "int8",
+        })
+    }
+}
+
+/// A backbone as loaded: a typed tract model still to be optimised, or the int8 executor.
+enum LoadedBackbone {
+    Tract(TypedModel),
+    Int8(Int8Backbone),
+}
+
+/// What runs an image.
+enum Runner {
+    /// Backbone and head spliced into one tract plan.
+    Tract(Plan),
+    /// The int8 executor for the backbone, then the head's own tract plan on its features
+    /// (none when only the backbone is wanted).
+    Int8 {
+        backbone: Int8Backbone,
+        head: Option<Plan>,
+    },
+}
+
+impl Runner {
+    fn engine(&self) -> Engine {
+        match self {
+            Runner::Tract(_) => Engine::Tract,
+            Runner::Int8 { .. } => Engine::Int8,
+        }
+    }
+
+    fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
+        assert_eq!(input.len(), INPUT_LEN, "input tensor length");
+        match self {
+            Runner::Tract(plan) => run_plan(plan, &INPUT_SHAPE, input),
+            Runner::Int8 { backbone, head } => {
+                let features = backbone.features(input).map_err(inference)?;
+                match head {
+                    Some(head) => run_plan(head, &[1, features.len()], &features),
+                    None => Ok(features),
+                }
+            }
+        }
+    }
+}
+
 /// A backbone with a head on it: image tensor in, class probabilities out.
 pub struct Classifier {
-    plan: Plan,
+    runner: Runner,
     labels: Vec<String>,
     backbone_sha256: String,
 }
 
 impl Classifier {
     /// Loads `backbone` (an ONNX file) and the head in `head_dir`, refusing damaged or
-    /// mismatched files with a message that names them.
+    /// mismatched files with a message that names them. The backbone runs on the default
+    /// [`Engine`].
     pub fn load(backbone: &Path, head_dir: &Path) -> Result<Classifier> {
-        let (backbone_model, backbone_sha256, features) = load_backbone(backbone)?;
+        Classifier::load_with(backbone, head_dir, Engine::default())
+    }
+
+    /// As [`Classifier::load`], with the backbone on `engine`.
+    pub fn load_with(backbone: &Path, head_dir: &Path, engine: Engine) -> Result<Classifier> {
+        let (backbone_model, backbone_sha256, features) = load_backbone(backbone, engine)?;
         let head = HeadFiles::read(head_dir)?;
         head.check_backbone(backbone, &backbone_sha256)?;
         let head_path = head_dir.join(head::ONNX_FILE);
@@ -50,20 +141,29 @@ impl Classifier {
             output_shape(&head_model),
             &[1, head.labels.len()],
         )?;
-        let plan = splice(backbone_model, &head_model)
-            .and_then(|model| model.into_optimized())
-            .and_then(|model| model.into_runnable())
-            .map_err(|e| Error::NotOnnx {
-                path: head_path,
-                reason: format!("{e:#}"),
-            })?;
+        let mut clock = Clock::start();
+        let runner = match backbone_model {
+            LoadedBackbone::Tract(backbone_model) => splice(backbone_model, &head_model)
+                .and_then(optimize)
+                .map(Runner::Tract),
+            LoadedBackbone::Int8(int8) => optimize(head_model).map(|head| Runner::Int8 {
+                backbone: int8,
+                head: Some(head),
+            }),
+        }
+        .map_err(|e| Error::NotOnnx {
+            path: head_path,
+            reason: format!("{e:#}"),
+        })?;
+        clock.lap("optimized");
         log::debug!(
-            "loaded {} with head {}",
+            "loaded {} ({} engine) with head {}: {clock}",
             backbone.display(),
+            runner.engine(),
             head_dir.display()
         );
         Ok(Classifier {
-            plan,
+            runner,
             labels: head.labels,
             backbone_sha256,
         })
@@ -77,6 +177,11 @@ impl Classifier {
         &self.backbone_sha256
     }
 
+    /// The engine the backbone runs on: [`Engine::Tract`] or [`Engine::Int8`].
+    pub fn engine(&self) -> Engine {
+        self.runner.engine()
+    }
+
     /// Class probabilities (softmax of the head's logits) for one input tensor of `INPUT_LEN`
     /// values, as [`crate::preprocess::Preprocessor::tensor`] makes it.
     pub fn probabilities(&self, input: &[f32]) -> Result<Vec<f32>> {
@@ -85,29 +190,42 @@ impl Classifier {
 
     /// The head's raw outputs for one input tensor.
     pub fn logits(&self, input: &[f32]) -> Result<Vec<f32>> {
-        run_image(&self.plan, input)
+        self.runner.run(input)
     }
 }
 
 /// The backbone alone: image tensor in, pooled features out.
 pub struct Backbone {
-    plan: Plan,
+    runner: Runner,
     sha256: String,
     feature_len: usize,
 }
 
 impl Backbone {
+    /// Loads a backbone file on the default [`Engine`].
     pub fn load(path: &Path) -> Result<Backbone> {
-        let (model, sha256, feature_len) = load_backbone(path)?;
-        let plan = model
-            .into_optimized()
-            .and_then(|model| model.into_runnable())
-            .map_err(|e| Error::NotOnnx {
-                path: path.into(),
-                reason: format!("{e:#}"),
-            })?;
+        Backbone::load_with(path, Engine::default())
+    }
+
+    /// Loads a backbone file on `engine`.
+    pub fn load_with(path: &Path, engine: Engine) -> Result<Backbone> {
+        let (model, sha256, feature_len) = load_backbone(path, engine)?;
+        let runner = match model {
+            LoadedBackbone::Tract(model) => {
+                optimize(model)
+                    .map(Runner::Tract)
+                    .map_err(|e| Error::NotOnnx {
+                        path: path.into(),
+                        reason: format!("{e:#}"),
+                    })?
+            }
+            LoadedBackbone::Int8(backbone) => Runner::Int8 {
+                backbone,
+                head: None,
+            },
+        };
         Ok(Backbone {
-            plan,
+            runner,
             sha256,
             feature_len,
         })
@@ -122,15 +240,23 @@ impl Backbone {
         self.feature_len
     }
 
+    /// The engine the backbone runs on: [`Engine::Tract`] or [`Engine::Int8`].
+    pub fn engine(&self) -> Engine {
+        self.runner.engine()
+    }
+
     /// The pooled features of one input tensor of `INPUT_LEN` values.
     pub fn features(&self, input: &[f32]) -> Result<Vec<f32>> {
-        run_image(&self.plan, input)
+        self.runner.run(input)
     }
 }
 
-fn run_image(plan: &Plan, input: &[f32]) -> Result<Vec<f32>> {
-    assert_eq!(input.len(), INPUT_LEN, "input tensor length");
-    let input = Tensor::from_shape(&INPUT_SHAPE, input).map_err(inference)?;
+fn optimize(model: TypedModel) -> TractResult<Plan> {
+    model.into_optimized()?.into_runnable()
+}
+
+fn run_plan(plan: &Plan, shape: &[usize], input: &[f32]) -> Result<Vec<f32>> {
+    let input = Tensor::from_shape(shape, input).map_err(inference)?;
     let outputs = plan.run(tvec!(input.into())).map_err(inference)?;
     let output = outputs[0].try_as_plain_ram().map_err(inference)?;
     Ok(output.as_slice::<f32>().map_err(inference)?.to_vec())
@@ -256,10 +382,39 @@ fn inference(e: TractError) -> Error {
     Error::Inference(format!("{e:#}"))
 }
 
-/// Reads, verifies and parses a backbone; returns it with its SHA-256 and feature count.
-fn load_backbone(path: &Path) -> Result<(TypedModel, String, usize)> {
+/// Reads, verifies and loads a backbone on `engine`; returns it with its SHA-256 and feature
+/// count.
+fn load_backbone(path: &Path, engine: Engine) -> Result<(LoadedBackbone, String, usize)> {
     let (bytes, sha256) = read_verified(path)?;
-    let model = parse(path, &bytes)?;
+    let mut clock = Clock::start();
+    let proto = decode(path, &bytes)?;
+    clock.lap("decode");
+    if engine != Engine::Tract {
+        let graph = proto.graph.as_ref().expect("decode checked the graph");
+        match Int8Backbone::new(graph) {
+            Ok(backbone) => {
+                clock.lap("int8 executor");
+                log::debug!("loaded {} on the int8 engine: {clock}", path.display());
+                let shape = backbone.input_shape();
+                expect_shape(path, "input shape", Some(shape.to_vec()), &INPUT_SHAPE)?;
+                let features = backbone.feature_len();
+                return Ok((LoadedBackbone::Int8(backbone), sha256, features));
+            }
+            Err(why) if engine == Engine::Int8 => {
+                return Err(Error::NotOnnx {
+                    path: path.into(),
+                    reason: format!(
+                        "pinsight's int8 engine cannot run it ({why}); use the tract engine"
+                    ),
+                });
+            }
+            Err(why) => log::debug!(
+                "{} runs on tract: the int8 engine cannot run it ({why})",
+                path.display()
+            ),
+        }
+    }
+    let model = into_tract(path, proto, clock)?;
     expect_shape(path, "input shape", input_shape(&model), &INPUT_SHAPE)?;
     let features = match output_shape(&model).as_deref() {
         Some([1, features]) => *features,
@@ -272,15 +427,19 @@ fn load_backbone(path: &Path) -> Result<(TypedModel, String, usize)> {
             });
         }
     };
-    Ok((model, sha256, features))
+    Ok((LoadedBackbone::Tract(model), sha256, features))
 }
 
-/// Parses ONNX bytes into a decluttered typed model with one f32 input and one f32 output.
-fn parse(path: &Path, bytes: &[u8]) -> Result<TypedModel> {
-    let not_onnx = |reason: String| Error::NotOnnx {
+fn not_onnx(path: &Path) -> impl Fn(String) -> Error + '_ {
+    move |reason| Error::NotOnnx {
         path: PathBuf::from(path),
         reason,
-    };
+    }
+}
+
+/// Decodes ONNX bytes, checking that the graph has one input and one output.
+fn decode(path: &Path, bytes: &[u8]) -> Result<tract_onnx::pb::ModelProto> {
+    let not_onnx = not_onnx(path);
     let proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &bytes[..])
         .map_err(|e| not_onnx(format!("{e:#}")))?;
@@ -296,11 +455,41 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<TypedModel> {
             graph.output.len()
         )));
     }
+    Ok(proto)
+}
+
+/// Parses ONNX bytes into a decluttered typed model with one f32 input and one f32 output.
+fn parse(path: &Path, bytes: &[u8]) -> Result<TypedModel> {
+    let mut clock = Clock::start();
+    let proto = decode(path, bytes)?;
+    clock.lap("decode");
+    into_tract(path, proto, clock)
+}
+
+/// The decoded model as a decluttered tract model, constant dequantizations folded first.
+fn into_tract(
+    path: &Path,
+    mut proto: tract_onnx::pb::ModelProto,
+    mut clock: Clock,
+) -> Result<TypedModel> {
+    let not_onnx = not_onnx(path);
+    let graph = proto.graph.as_mut().expect("decode checked the graph");
+    let folded = fold::fold_constant_dequantization(graph);
+    clock.lap("fold");
     let model = tract_onnx::onnx()
         .model_for_proto_model(&proto)
-        .and_then(|model| model.into_typed())
-        .and_then(|model| model.into_decluttered())
         .map_err(|e| not_onnx(format!("{e:#}")))?;
+    clock.lap("graph");
+    let model = model.into_typed().map_err(|e| not_onnx(format!("{e:#}")))?;
+    clock.lap("typed");
+    let model = model
+        .into_decluttered()
+        .map_err(|e| not_onnx(format!("{e:#}")))?;
+    clock.lap("decluttered");
+    log::debug!(
+        "parsed {} ({folded} constant dequantizations folded): {clock}",
+        path.display()
+    );
     for fact in [model.input_fact(0), model.output_fact(0)] {
         let datum_type = fact.map_err(|e| not_onnx(format!("{e:#}")))?.datum_type;
         if datum_type != f32::datum_type() {
@@ -310,6 +499,38 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<TypedModel> {
         }
     }
     Ok(model)
+}
+
+/// Where load time goes, for `RUST_LOG=pinsight=debug`.
+struct Clock {
+    last: Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            last: Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, what: &'static str) {
+        let now = Instant::now();
+        self.laps
+            .push((what, (now - self.last).as_secs_f64() * 1e3));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (ix, (what, ms)) in self.laps.iter().enumerate() {
+            let separator = if ix == 0 { "" } else { ", " };
+            write!(f, "{separator}{what} {ms:.1} ms")?;
+        }
+        Ok(())
+    }
 }
 
 fn input_shape(model: &TypedModel) -> Option<Vec<usize>> {

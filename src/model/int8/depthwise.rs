@@ -1,0 +1,516 @@
+//! Depthwise convolution on u8 NHWC activations with i8 weights, int32 accumulation and fused
+//! requantization: one output pixel at a time, channels innermost, so every tap is a
+//! contiguous run of channels that SIMD lanes walk in step.
+//!
+//! A tap that falls in the padding reads a row filled with the input's zero point, whose
+//! contribution `(zero_point − zero_point) × w` is 0: the inner loop has no border case. The
+//! portable kernel is the reference the SIMD ones are tested against.
+
+use super::kernels::{Requantizer, Window};
+
+/// One depthwise convolution layer (ONNX Conv with `group` = channels, one filter per channel).
+#[derive(Clone, Debug)]
+pub struct DepthwiseConv {
+    channels: usize,
+    window: Window,
+    x_zero: u8,
+    /// Weights widened to i16, tap-major: `weights[tap * channels + c]`.
+    weights: Vec<i16>,
+    bias: Vec<i32>,
+    requant: Requantizer,
+    /// The same weights, bias and scales in the order the AVX2 kernel consumes them.
+    #[cfg(target_arch = "x86_64")]
+    avx2: x86::Avx2Layout,
+}
+
+impl DepthwiseConv {
+    /// `weights` as ONNX stores them, `[channels, 1, kh, kw]`; `bias` one int32 per channel in
+    /// the accumulator's scale; `x_zero` the input's zero point.
+    pub fn new(
+        window: Window,
+        weights: &[i8],
+        bias: &[i32],
+        x_zero: u8,
+        requant: Requantizer,
+    ) -> DepthwiseConv {
+        let channels = bias.len();
+        let taps = window.kernel[0] * window.kernel[1];
+        assert_eq!(weights.len(), channels * taps, "depthwise weights");
+        assert_eq!(requant.channels(), channels, "depthwise requantizer");
+        let mut tap_major = vec![0i16; taps * channels];
+        for c in 0..channels {
+            for t in 0..taps {
+                tap_major[t * channels + c] = i16::from(weights[c * taps + t]);
+            }
+        }
+        DepthwiseConv {
+            channels,
+            window,
+            x_zero,
+            #[cfg(target_arch = "x86_64")]
+            avx2: x86::Avx2Layout::new(&tap_major, bias, requant.scales(), channels, taps),
+            weights: tap_major,
+            bias: bias.to_vec(),
+            requant,
+        }
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    pub fn window(&self) -> &Window {
+        &self.window
+    }
+
+    /// Convolves `input` (`h` × `w` × channels) into `output` (the window's output size ×
+    /// channels). `zeros` is scratch space this call fills with the input's zero point.
+    pub fn run(
+        &self,
+        input: &[u8],
+        (h, w): (usize, usize),
+        output: &mut [u8],
+        zeros: &mut Vec<u8>,
+    ) {
+        self.run_with(input, (h, w), output, zeros, Kernel::best())
+    }
+
+    /// As [`Self::run`], with the portable kernel whatever the CPU offers.
+    pub fn run_portable(
+        &self,
+        input: &[u8],
+        (h, w): (usize, usize),
+        output: &mut [u8],
+        zeros: &mut Vec<u8>,
+    ) {
+        self.run_with(input, (h, w), output, zeros, Kernel::Portable)
+    }
+
+    fn run_with(
+        &self,
+        input: &[u8],
+        (h, w): (usize, usize),
+        output: &mut [u8],
+        zeros: &mut Vec<u8>,
+        kernel: Kernel,
+    ) {
+        let c = self.channels;
+        let (oh, ow) = self.window.output(h, w);
+        assert_eq!(input.len(), h * w * c, "depthwise input length");
+        assert_eq!(output.len(), oh * ow * c, "depthwise output length");
+        zeros.clear();
+        zeros.resize(c, self.x_zero);
+        let [kh, kw] = self.window.kernel;
+        let [sh, sw] = self.window.stride;
+        let [top, left, _, _] = self.window.pads;
+        // The output columns whose window lies inside the image horizontally, and where each
+        // tap sits relative to the window's top-left input pixel.
+        let inner_left = left.div_ceil(sw).min(ow);
+        let inner_right = if w + left >= kw {
+            ((w + left - kw) / sw + 1).clamp(inner_left, ow)
+        } else {
+            inner_left
+        };
+        let offsets: Vec<usize> = (0..kh)
+            .flat_map(|ky| (0..kw).map(move |kx| (ky * w + kx) * c))
+            .collect();
+        let mut rows: Vec<&[u8]> = Vec::with_capacity(kh * kw + 1);
+        for oy in 0..oh {
+            let inner_row = oy * sh >= top && oy * sh - top + kh <= h;
+            let mut ox = 0;
+            while ox < ow {
+                if inner_row && (inner_left..inner_right).contains(&ox) {
+                    let first = ((oy * sh - top) * w + ox * sw - left) * c;
+                    let out = &mut output[(oy * ow + ox) * c..(oy * ow + inner_right) * c];
+                    self.inner_run(input, first, &offsets, sw * c, out, zeros, kernel);
+                    ox = inner_right;
+                    continue;
+                }
+                rows.clear();
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        rows.push(match self.window.tap((h, w), (oy, ox), (ky, kx)) {
+                            Some((iy, ix)) => &input[(iy * w + ix) * c..][..c],
+                            None => zeros,
+                        });
+                    }
+                }
+                let out = &mut output[(oy * ow + ox) * c..][..c];
+                self.pixel(&mut rows, out, zeros, kernel);
+                ox += 1;
+            }
+        }
+    }
+
+    /// A run of output pixels whose windows lie inside the image: the first one's taps start
+    /// at `input[first + offsets[t]]`, each next one `step` bytes further.
+    #[allow(clippy::too_many_arguments)]
+    fn inner_run(
+        &self,
+        input: &[u8],
+        first: usize,
+        offsets: &[usize],
+        step: usize,
+        output: &mut [u8],
+        zeros: &[u8],
+        kernel: Kernel,
+    ) {
+        let c = self.channels;
+        let pixels = output.len() / c;
+        let last = first + (pixels - 1) * step + offsets[offsets.len() - 1] + c;
+        assert!(last <= input.len(), "depthwise window outside the input");
+        #[cfg(target_arch = "aarch64")]
+        if kernel == Kernel::Neon {
+            let mut p = 0;
+            let mut rows: Vec<*const u8> = offsets
+                .iter()
+                .map(|&o| input[first + o..].as_ptr())
+                .collect();
+            while p < pixels {
+                let out = &mut output[p * c..];
+                // SAFETY: every row read is inside `input` (checked above) and `out` holds
+                // the pixels written.
+                let done = unsafe {
+                    if pixels - p >= 4 {
+                        neon::pixels::<4>(self, &rows, step, out)
+                    } else {
+                        neon::pixels::<1>(self, &rows, step, out)
+                    }
+                };
+                let count = if pixels - p >= 4 { 4 } else { 1 };
+                for i in 0..count {
+                    let at = first + (p + i) * step;
+                    let slices: Vec<&[u8]> =
+                        offsets.iter().map(|&o| &input[at + o..][..c]).collect();
+                    self.tail_portable(&slices, &mut output[(p + i) * c..][..c], done);
+                }
+                p += count;
+                for row in rows.iter_mut() {
+                    // SAFETY: stays within `input` while pixels remain (checked above).
+                    *row = row.wrapping_add(count * step);
+                }
+            }
+            return;
+        }
+        let mut rows: Vec<&[u8]> = Vec::with_capacity(offsets.len() + 1);
+        for (p, out) in output.chunks_exact_mut(c).enumerate() {
+            rows.clear();
+            rows.extend(offsets.iter().map(|&o| &input[first + p * step + o..][..c]));
+            self.pixel(&mut rows, out, zeros, kernel);
+        }
+    }
+
+    /// One output pixel from its taps' input rows.
+    fn pixel<'a>(&self, rows: &mut Vec<&'a [u8]>, out: &mut [u8], zeros: &'a [u8], kernel: Kernel) {
+        let taps = self.window.kernel[0] * self.window.kernel[1];
+        match kernel {
+            Kernel::Portable => self.pixel_portable(rows, out),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                if rows.len() % 2 == 1 {
+                    rows.push(zeros);
+                }
+                // SAFETY: `Kernel::best` only returns Avx2 when the CPU has AVX2.
+                let done = unsafe { x86::pixel(self, rows, out) };
+                self.tail_portable(&rows[..taps], out, done);
+            }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => {
+                let _ = zeros;
+                let mut pointers = [std::ptr::null::<u8>(); 32];
+                let done = if rows.len() <= pointers.len() {
+                    for (pointer, row) in pointers.iter_mut().zip(rows.iter()) {
+                        *pointer = row.as_ptr();
+                    }
+                    // SAFETY: each row holds `channels` bytes.
+                    unsafe { neon::pixels::<1>(self, &pointers[..rows.len()], 0, out) }
+                } else {
+                    0
+                };
+                self.tail_portable(&rows[..taps], out, done);
+            }
+        }
+    }
+
+    /// Channels `first..` of one output pixel, one at a time.
+    fn tail_portable(&self, rows: &[&[u8]], out: &mut [u8], first: usize) {
+        let c = self.channels;
+        let zero = i32::from(self.x_zero);
+        for ch in first..c {
+            let mut acc = self.bias[ch];
+            for (t, row) in rows.iter().enumerate() {
+                acc += (i32::from(row[ch]) - zero) * i32::from(self.weights[t * c + ch]);
+            }
+            out[ch] = self.requant.one(acc, ch);
+        }
+    }
+
+    /// One output pixel: all channels, 16 at a time, then the rest.
+    fn pixel_portable(&self, rows: &[&[u8]], out: &mut [u8]) {
+        const BLOCK: usize = 16;
+        let c = self.channels;
+        let zero = i32::from(self.x_zero);
+        let mut first = 0;
+        while first + BLOCK <= c {
+            let mut acc: [i32; BLOCK] = self.bias[first..first + BLOCK].try_into().unwrap();
+            for (t, row) in rows.iter().enumerate() {
+                let x: &[u8; BLOCK] = row[first..first + BLOCK].try_into().unwrap();
+                let wt: &[i16; BLOCK] = self.weights[t * c + first..][..BLOCK].try_into().unwrap();
+                for j in 0..BLOCK {
+                    acc[j] += (i32::from(x[j]) - zero) * i32::from(wt[j]);
+                }
+            }
+            self.requant
+                .run(&acc, first, &mut out[first..first + BLOCK]);
+            first += BLOCK;
+        }
+        self.tail_portable(rows, out, first);
+    }
+}
+
+/// Which inner kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+}
+
+impl Kernel {
+    fn best() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Kernel::Avx2;
+        }
+        #[cfg(target_arch = "aarch64")]
+        return Kernel::Neon;
+        #[allow(unreachable_code)]
+        Kernel::Portable
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! 16 channels at a time in two 256-bit registers of eight int32. Taps go in pairs:
+    //! `unpack{lo,hi}_epi16` interleaves two taps' inputs channel by channel and `madd_epi16`
+    //! multiplies and sums each pair into one int32 per channel. Unpacking works within each
+    //! 128-bit half, so the accumulators hold channels in the order (0–3, 8–11) and (4–7,
+    //! 12–15); the weights, bias and scales are stored in that order at load, and
+    //! `packs_epi32` puts the channels back in order on the way out.
+
+    use std::arch::x86_64::*;
+
+    use super::DepthwiseConv;
+
+    /// The order of a 16-channel block in the two accumulators.
+    const ORDER: [usize; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15];
+
+    #[derive(Clone, Debug, Default)]
+    pub(super) struct Avx2Layout {
+        /// Per 16-channel block, per pair of taps: 32 i16, tap a and tap b of each channel
+        /// side by side, channels in `ORDER`.
+        weights: Vec<i16>,
+        /// Per block, 16 int32 in `ORDER`.
+        bias: Vec<i32>,
+        scales: Vec<f32>,
+        pairs: usize,
+    }
+
+    impl Avx2Layout {
+        pub(super) fn new(
+            tap_major: &[i16],
+            bias: &[i32],
+            scales: &[f32],
+            channels: usize,
+            taps: usize,
+        ) -> Avx2Layout {
+            let pairs = taps.div_ceil(2);
+            let blocks = channels / 16;
+            let mut layout = Avx2Layout {
+                weights: Vec::with_capacity(blocks * pairs * 32),
+                pairs,
+                ..Avx2Layout::default()
+            };
+            let weight = |t: usize, c: usize| {
+                if t < taps {
+                    tap_major[t * channels + c]
+                } else {
+                    0
+                }
+            };
+            for b in 0..blocks {
+                for p in 0..pairs {
+                    for &j in &ORDER {
+                        let c = b * 16 + j;
+                        layout.weights.push(weight(2 * p, c));
+                        layout.weights.push(weight(2 * p + 1, c));
+                    }
+                }
+                for &j in &ORDER {
+                    layout.bias.push(bias[b * 16 + j]);
+                    layout.scales.push(scales[b * 16 + j]);
+                }
+            }
+            layout
+        }
+    }
+
+    /// Computes the whole 16-channel blocks of one output pixel; returns how many channels it
+    /// did.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `rows` holds an even number of taps (the AVX2 layout's pairs),
+    /// each at least `channels` long, and `out` is `channels` long.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pixel(conv: &DepthwiseConv, rows: &[&[u8]], out: &mut [u8]) -> usize {
+        let layout = &conv.avx2;
+        let blocks = conv.channels / 16;
+        debug_assert_eq!(rows.len(), 2 * layout.pairs);
+        let zero = _mm256_set1_epi16(i16::from(conv.x_zero));
+        let (low, high) = conv.requant.bounds();
+        let (low, high) = (_mm256_set1_ps(low), _mm256_set1_ps(high));
+        let out_zero = _mm256_set1_epi32(conv.requant.zero_point());
+        unsafe {
+            for b in 0..blocks {
+                let bias = layout.bias.as_ptr().add(b * 16);
+                let mut acc_a = _mm256_loadu_si256(bias as *const __m256i);
+                let mut acc_b = _mm256_loadu_si256(bias.add(8) as *const __m256i);
+                let mut w = layout.weights.as_ptr().add(b * layout.pairs * 32);
+                for pair in rows.chunks_exact(2) {
+                    let x0 = _mm_loadu_si128(pair[0].as_ptr().add(b * 16) as *const __m128i);
+                    let x1 = _mm_loadu_si128(pair[1].as_ptr().add(b * 16) as *const __m128i);
+                    let x0 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(x0), zero);
+                    let x1 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(x1), zero);
+                    let w_a = _mm256_loadu_si256(w as *const __m256i);
+                    let w_b = _mm256_loadu_si256(w.add(16) as *const __m256i);
+                    acc_a = _mm256_add_epi32(
+                        acc_a,
+                        _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), w_a),
+                    );
+                    acc_b = _mm256_add_epi32(
+                        acc_b,
+                        _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), w_b),
+                    );
+                    w = w.add(32);
+                }
+                let scales = layout.scales.as_ptr().add(b * 16);
+                let requant = |acc: __m256i, scale: *const f32| {
+                    let v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(scale));
+                    let v = _mm256_min_ps(_mm256_max_ps(v, low), high);
+                    // cvtps rounds to nearest, ties to even (the default MXCSR mode).
+                    _mm256_add_epi32(_mm256_cvtps_epi32(v), out_zero)
+                };
+                let a = requant(acc_a, scales);
+                let b16 = requant(acc_b, scales.add(8));
+                // Per 128-bit half: (0–3, 4–7) and (8–11, 12–15), in order again.
+                let words = _mm256_packs_epi32(a, b16);
+                let bytes = _mm256_packus_epi16(words, words);
+                let bytes = _mm256_permute4x64_epi64::<0b1000>(bytes);
+                _mm_storeu_si128(
+                    out.as_mut_ptr().add(b * 16) as *mut __m128i,
+                    _mm256_castsi256_si128(bytes),
+                );
+            }
+        }
+        blocks * 16
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    //! 16 channels of `P` adjacent output pixels at a time, four registers of four int32 per
+    //! pixel: each tap's weights are loaded once for the `P` pixels, their u8 inputs widened
+    //! to i16 (offset by the zero point when it is not 0) and multiplied into the accumulators
+    //! by SMLAL.
+
+    use std::arch::aarch64::*;
+
+    use super::DepthwiseConv;
+
+    /// Computes the whole 16-channel blocks of `P` output pixels; returns how many channels
+    /// it did. Pixel `p`'s tap `t` reads `rows[t] + p·step`; its output goes to
+    /// `out[p·channels..]`.
+    ///
+    /// # Safety
+    /// Every row read (`rows[t] + p·step`, `channels` bytes) is inside one allocation, and
+    /// `out` holds `P × channels` bytes.
+    pub(super) unsafe fn pixels<const P: usize>(
+        conv: &DepthwiseConv,
+        rows: &[*const u8],
+        step: usize,
+        out: &mut [u8],
+    ) -> usize {
+        if conv.x_zero == 0 {
+            unsafe { pixels_with::<P, false>(conv, rows, step, out) }
+        } else {
+            unsafe { pixels_with::<P, true>(conv, rows, step, out) }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn pixels_with<const P: usize, const OFFSET: bool>(
+        conv: &DepthwiseConv,
+        rows: &[*const u8],
+        step: usize,
+        out: &mut [u8],
+    ) -> usize {
+        let c = conv.channels;
+        let blocks = c / 16;
+        assert!(out.len() >= P * c, "depthwise output");
+        unsafe {
+            let zero = vdupq_n_s16(i16::from(conv.x_zero));
+            let (low, high) = conv.requant.bounds();
+            let (low, high) = (vdupq_n_f32(low), vdupq_n_f32(high));
+            let out_zero = vdupq_n_s16(conv.requant.zero_point() as i16);
+            let scales = conv.requant.scales().as_ptr();
+            for b in 0..blocks {
+                let first = b * 16;
+                let bias = conv.bias.as_ptr().add(first);
+                let bias = [
+                    vld1q_s32(bias),
+                    vld1q_s32(bias.add(4)),
+                    vld1q_s32(bias.add(8)),
+                    vld1q_s32(bias.add(12)),
+                ];
+                let mut acc = [bias; P];
+                let mut w = conv.weights.as_ptr().add(first);
+                for &row in rows {
+                    let w_lo = vld1q_s16(w);
+                    let w_hi = vld1q_s16(w.add(8));
+                    w = w.add(c);
+                    for (p, acc) in acc.iter_mut().enumerate() {
+                        let x = vld1q_u8(row.add(p * step + first));
+                        let mut lo = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(x)));
+                        let mut hi = vreinterpretq_s16_u16(vmovl_high_u8(x));
+                        if OFFSET {
+                            lo = vsubq_s16(lo, zero);
+                            hi = vsubq_s16(hi, zero);
+                        }
+                        acc[0] = vmlal_s16(acc[0], vget_low_s16(lo), vget_low_s16(w_lo));
+                        acc[1] = vmlal_high_s16(acc[1], lo, w_lo);
+                        acc[2] = vmlal_s16(acc[2], vget_low_s16(hi), vget_low_s16(w_hi));
+                        acc[3] = vmlal_high_s16(acc[3], hi, w_hi);
+                    }
+                }
+                let requant = |acc: int32x4_t, i: usize| {
+                    let v = vmulq_f32(vcvtq_f32_s32(acc), vld1q_f32(scales.add(first + 4 * i)));
+                    // Rounds to nearest, ties to even.
+                    vcvtnq_s32_f32(vminq_f32(vmaxq_f32(v, low), high))
+                };
+                for (p, acc) in acc.iter().enumerate() {
+                    let lo = vqmovn_high_s32(vqmovn_s32(requant(acc[0], 0)), requant(acc[1], 1));
+                    let hi = vqmovn_high_s32(vqmovn_s32(requant(acc[2], 2)), requant(acc[3], 3));
+                    let lo = vqaddq_s16(lo, out_zero);
+                    let hi = vqaddq_s16(hi, out_zero);
+                    vst1q_u8(
+                        out.as_mut_ptr().add(p * c + first),
+                        vqmovun_high_s16(vqmovun_s16(lo), hi),
+                    );
+                }
+            }
+        }
+        blocks * 16
+    }
+}

@@ -1,0 +1,135 @@
+//! The int8 engine on the whole backbone against onnxruntime on the same int8 file.
+//!
+//! tests/fixtures/int8 holds 224 × 224 crops of CC0 photos and onnxruntime's pooled features of
+//! each (written by models/int8_reference.py). The crops' bytes are exactly the backbone's first
+//! u8 tensor, so both engines see the same integers.
+
+mod common;
+
+use std::path::Path;
+
+use pinsight::model::{Backbone, Engine};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Reference {
+    backbone_sha256: String,
+    features: std::collections::BTreeMap<String, Vec<f32>>,
+}
+
+fn reference(dir: &Path) -> Reference {
+    let json = std::fs::read(dir.join("features.json")).unwrap();
+    serde_json::from_slice(&json).unwrap()
+}
+
+/// The input tensor of a 224 × 224 crop: `(v − 127) / 128`, RGB planes.
+fn tensor(crop: &Path) -> Vec<f32> {
+    let rgb = image::open(crop).unwrap().to_rgb8();
+    assert_eq!(rgb.dimensions(), (224, 224), "{}", crop.display());
+    let mut tensor = vec![0f32; 3 * 224 * 224];
+    for (p, pixel) in rgb.pixels().enumerate() {
+        for c in 0..3 {
+            tensor[c * 224 * 224 + p] = (f32::from(pixel[c]) - 127.0) / 128.0;
+        }
+    }
+    tensor
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum();
+    let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+/// Cosines of `engine`'s features against onnxruntime's, one per crop in `dir`.
+fn cosines(dir: &Path, engine: Engine) -> Vec<(String, f64)> {
+    let reference = reference(dir);
+    let backbone = Backbone::load_with(&common::int8_backbone(), engine).unwrap();
+    assert_eq!(backbone.engine(), engine);
+    assert_eq!(
+        backbone.sha256(),
+        reference.backbone_sha256,
+        "{} was made for another backbone: run models/int8_reference.py again",
+        dir.join("features.json").display()
+    );
+    reference
+        .features
+        .iter()
+        .map(|(name, expected)| {
+            let features = backbone.features(&tensor(&dir.join(name))).unwrap();
+            assert_eq!(features.len(), expected.len());
+            (name.clone(), cosine(&features, expected))
+        })
+        .collect()
+}
+
+fn report(what: &str, cosines: &[(String, f64)]) -> f64 {
+    let min = cosines.iter().map(|c| c.1).fold(f64::INFINITY, f64::min);
+    let mean = cosines.iter().map(|c| c.1).sum::<f64>() / cosines.len() as f64;
+    println!(
+        "{what}: cosine to onnxruntime over {} crops: min {min:.6}, mean {mean:.6}",
+        cosines.len()
+    );
+    min
+}
+
+#[test]
+fn int8_engine_features_match_onnxruntime() {
+    let dir = common::repo().join("tests/fixtures/int8");
+    let int8 = cosines(&dir, Engine::Int8);
+    for (name, cosine) in &int8 {
+        assert!(
+            cosine >= &0.999,
+            "{name}: cosine {cosine:.6} to onnxruntime"
+        );
+    }
+    report("int8 engine", &int8);
+}
+
+#[test]
+fn int8_engine_is_closer_to_onnxruntime_than_tract() {
+    let dir = common::repo().join("tests/fixtures/int8");
+    let int8 = report("int8 engine", &cosines(&dir, Engine::Int8));
+    let tract = report("tract engine", &cosines(&dir, Engine::Tract));
+    assert!(
+        tract >= 0.99,
+        "tract's int8 emulation drifted: min cosine {tract:.6}"
+    );
+    assert!(int8 >= tract, "int8 engine {int8:.6} vs tract {tract:.6}");
+}
+
+#[test]
+fn engines_report_what_runs() {
+    let float = common::repo().join("models/efficientnet-lite0/backbone-float.onnx");
+    let auto = Backbone::load_with(&float, Engine::Auto).unwrap();
+    assert_eq!(
+        auto.engine(),
+        Engine::Tract,
+        "a float backbone runs on tract"
+    );
+    let refused = Backbone::load_with(&float, Engine::Int8)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(refused.contains("int8 engine cannot run it"), "{refused}");
+    let int8 = Backbone::load_with(&common::int8_backbone(), Engine::Auto).unwrap();
+    assert_eq!(int8.engine(), Engine::Int8);
+    assert_eq!(int8.feature_len(), 1280);
+}
+
+/// On held-out ImageNet photos, which stay outside the repository: run
+/// `models/int8_reference.py --out DIR --imagenet ../shared/data/imagenet-val --count 100`, then
+/// `PINSIGHT_INT8_REFERENCE=DIR cargo test --release --test int8_model -- --ignored --nocapture`.
+#[test]
+#[ignore = "needs PINSIGHT_INT8_REFERENCE, a folder written by models/int8_reference.py"]
+fn int8_engine_matches_onnxruntime_on_held_out_photos() {
+    let dir = std::env::var_os("PINSIGHT_INT8_REFERENCE").expect("PINSIGHT_INT8_REFERENCE");
+    let int8 = cosines(Path::new(&dir), Engine::Int8);
+    let min = report("int8 engine", &int8);
+    report("tract engine", &cosines(Path::new(&dir), Engine::Tract));
+    assert!(min >= 0.999, "min cosine {min:.6}");
+}
