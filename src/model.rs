@@ -79,7 +79,7 @@ enum Runner {
     /// The int8 executor for the backbone, then the head's own tract plan on its features
     /// (none when only the backbone is wanted).
     Int8 {
-        backbone: Int8Backbone,
+        backbone: Box<Int8Backbone>,
         head: Option<Plan>,
     },
 }
@@ -147,7 +147,7 @@ impl Classifier {
                 .and_then(optimize)
                 .map(Runner::Tract),
             LoadedBackbone::Int8(int8) => optimize(head_model).map(|head| Runner::Int8 {
-                backbone: int8,
+                backbone: Box::new(int8),
                 head: Some(head),
             }),
         }
@@ -220,7 +220,7 @@ impl Backbone {
                     })?
             }
             LoadedBackbone::Int8(backbone) => Runner::Int8 {
-                backbone,
+                backbone: Box::new(backbone),
                 head: None,
             },
         };

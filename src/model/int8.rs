@@ -77,6 +77,7 @@ struct Scratch {
     pointwise: Vec<Option<PointwiseScratch>>,
     zeros: Vec<u8>,
     columns: Vec<u8>,
+    padded: Vec<u8>,
 }
 
 impl Int8Backbone {
@@ -222,6 +223,7 @@ impl Int8Backbone {
                         shape,
                         window,
                         *pad,
+                        &mut scratch.padded,
                         columns,
                     );
                     let pointwise = scratch.pointwise[ix].as_mut().expect("pointwise scratch");
@@ -271,8 +273,10 @@ fn compile_conv(conv: &graph::Conv, x: &Activation, y: &Activation) -> TractResu
             h * w,
         )?));
     }
-    // im2col rows are (ky, kx, c); ONNX weights are (c, ky, kx) within each output channel.
-    let k = kh * kw * c;
+    // im2col rows are (ky, kx, c), padded to a multiple of 16 bytes that meet zero weights
+    // (whole steps for the matrix kernels); ONNX weights are (c, ky, kx) within each output
+    // channel.
+    let k = (kh * kw * c).next_multiple_of(16);
     let mut weights = vec![0i8; m * k];
     for o in 0..m {
         for ch in 0..c {

@@ -94,6 +94,9 @@ impl NeonGemm {
 /// `acc += Σ a·b` over 16 lanes, in four int32 partial sums.
 trait Mac {
     unsafe fn mac(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
+
+    /// `Σ a·b` alone: the first step of a tile.
+    unsafe fn first(a: int8x16_t, b: int8x16_t) -> int32x4_t;
 }
 
 struct Widening;
@@ -106,6 +109,14 @@ impl Mac for Widening {
             vpadalq_s16(acc, vmlal_high_s8(products, a, b))
         }
     }
+
+    #[inline(always)]
+    unsafe fn first(a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        unsafe {
+            let products = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+            vpaddlq_s16(vmlal_high_s8(products, a, b))
+        }
+    }
 }
 
 struct Dot;
@@ -116,6 +127,9 @@ impl Mac for Dot {
         // SAFETY: only reached from `run_dot`, compiled for (and dispatched on) dotprod.
         unsafe {
             std::arch::asm!(
+                // The directive lets this assemble wherever the compiler inlines it; only
+                // `run_dot`, dispatched on a CPU with dotprod, reaches it.
+                ".arch_extension dotprod",
                 "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
                 acc = inout(vreg) acc,
                 a = in(vreg) a,
@@ -124,6 +138,11 @@ impl Mac for Dot {
             );
         }
         acc
+    }
+
+    #[inline(always)]
+    unsafe fn first(a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        unsafe { Dot::mac(vdupq_n_s32(0), a, b) }
     }
 }
 
@@ -147,6 +166,8 @@ unsafe fn run<M: Mac>(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &R
     let mut tails = [[0u8; 16]; 4];
     unsafe {
         let (low, high) = requant.bounds();
+        let full_range = requant.full_range();
+
         let (low, high) = (vdupq_n_f32(low), vdupq_n_f32(high));
         let zero = vdupq_n_s16(requant.zero_point() as i16);
         let flip = vdupq_n_u8(0x80);
@@ -169,7 +190,20 @@ unsafe fn run<M: Mac>(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &R
                 for c0 in (block_start..block_end).step_by(4) {
                     let w: [*const i8; 4] =
                         std::array::from_fn(|i| g.weights.as_ptr().add((c0 + i) * k16));
+                    // The first step of k sets the accumulators, the others add to them.
+                    let tail = k > full * 16;
+                    let a = w.map(|w| vld1q_s8(w));
+                    let b = if full > 0 {
+                        rows.map(&load_x)
+                    } else {
+                        [0, 1, 2, 3].map(|j| load_x(tails[j].as_ptr()))
+                    };
                     let mut acc = [[vdupq_n_s32(0); 4]; 4];
+                    for i in 0..4 {
+                        for j in 0..4 {
+                            acc[i][j] = M::first(a[i], b[j]);
+                        }
+                    }
                     let mut step = |a: [int8x16_t; 4], b: [int8x16_t; 4]| {
                         for i in 0..4 {
                             for j in 0..4 {
@@ -177,12 +211,12 @@ unsafe fn run<M: Mac>(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &R
                             }
                         }
                     };
-                    for s in 0..full {
+                    for s in 1..full {
                         let a = w.map(|w| vld1q_s8(w.add(s * 16)));
                         let b = rows.map(|row| load_x(row.add(s * 16)));
                         step(a, b);
                     }
-                    if k > full * 16 {
+                    if tail && full > 0 {
                         let a = w.map(|w| vld1q_s8(w.add(full * 16)));
                         let b = [0, 1, 2, 3].map(|j| load_x(tails[j].as_ptr()));
                         step(a, b);
@@ -196,7 +230,13 @@ unsafe fn run<M: Mac>(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &R
                             vpaddq_s32(acc[2][j], acc[3][j]),
                         );
                         let v = vmulq_f32(vcvtq_f32_s32(vaddq_s32(sums, bias)), scale);
-                        vcvtnq_s32_f32(vminq_f32(vmaxq_f32(v, low), high))
+                        // Saturating narrowing clamps to 0..=255 by itself.
+                        let v = if full_range {
+                            v
+                        } else {
+                            vminq_f32(vmaxq_f32(v, low), high)
+                        };
+                        vcvtnq_s32_f32(v)
                     };
                     let lo = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(pixel(0)), pixel(1)), zero);
                     let hi = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(pixel(2)), pixel(3)), zero);

@@ -92,6 +92,12 @@ impl Requantizer {
         (self.low, self.high)
     }
 
+    /// Whether the output may take every u8 value (no fused Relu or Clip): then saturating
+    /// narrowing alone clamps, as it does for any integer.
+    pub fn full_range(&self) -> bool {
+        self.low == -(self.zero_point as f32) && self.high == (255 - self.zero_point) as f32
+    }
+
     /// One value of channel `c`.
     #[inline(always)]
     pub fn one(&self, acc: i32, c: usize) -> u8 {
@@ -250,31 +256,42 @@ impl Window {
     }
 }
 
-/// im2col for a convolution on an NHWC u8 tensor: one row per output pixel, holding the window
-/// in (ky, kx, channel) order, with `pad` (the input's zero point) where the window leaves the
-/// image.
+/// im2col for a convolution on an NHWC u8 tensor: one row of `out.len() / pixels` bytes per
+/// output pixel, starting with the window in (ky, kx, channel) order, with `pad` (the input's
+/// zero point) where the window leaves the image. Bytes past the window (a row longer than
+/// kh × kw × c) are left as they are. `padded` is scratch space for the padded image, from
+/// which each window row is one contiguous copy.
 pub fn im2col(
     input: &[u8],
     (h, w, c): (usize, usize, usize),
     window: &Window,
     pad: u8,
+    padded: &mut Vec<u8>,
     out: &mut [u8],
 ) {
     let (oh, ow) = window.output(h, w);
     let [kh, kw] = window.kernel;
-    let row = kh * kw * c;
-    assert_eq!(out.len(), oh * ow * row, "im2col: output length");
+    let [sh, sw] = window.stride;
+    let [top, left, bottom, right] = window.pads;
+    let row = out.len() / (oh * ow).max(1);
+    assert!(
+        row >= kh * kw * c && out.len() == oh * ow * row,
+        "im2col: output length"
+    );
+    assert_eq!(input.len(), h * w * c, "im2col: input length");
+    let padded_width = w + left + right;
+    padded.clear();
+    padded.resize((h + top + bottom) * padded_width * c, pad);
+    for (y, line) in input.chunks_exact(w * c).enumerate() {
+        padded[((y + top) * padded_width + left) * c..][..w * c].copy_from_slice(line);
+    }
+    let segment = kw * c;
     for oy in 0..oh {
         for ox in 0..ow {
-            let dst = &mut out[(oy * ow + ox) * row..][..row];
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let dst = &mut dst[(ky * kw + kx) * c..][..c];
-                    match window.tap((h, w), (oy, ox), (ky, kx)) {
-                        Some((iy, ix)) => dst.copy_from_slice(&input[(iy * w + ix) * c..][..c]),
-                        None => dst.fill(pad),
-                    }
-                }
+            let dst = &mut out[(oy * ow + ox) * row..][..kh * segment];
+            for (ky, dst) in dst.chunks_exact_mut(segment).enumerate() {
+                let src = ((oy * sh + ky) * padded_width + ox * sw) * c;
+                dst.copy_from_slice(&padded[src..][..segment]);
             }
         }
     }
