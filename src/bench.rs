@@ -56,6 +56,9 @@ pub struct BenchArgs {
     pub model_only: bool,
 }
 
+const QEMU_HINT: &str = " (under qemu-user, which cannot start an ARM program from an ARM \
+     program, run `pinsight bench --model-only --backbone FILE` once per backbone instead)";
+
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error(transparent)]
@@ -71,9 +74,7 @@ pub enum BenchError {
     OneBackbone(usize),
 
     #[error(
-        "cannot start {} to measure {} in a process of its own: {source} \
-         (under qemu-user, which cannot start an ARM program from an ARM program, run \
-         `pinsight bench --model-only --backbone FILE` once per backbone instead)",
+        "cannot start {} to measure {} in a process of its own: {source}{QEMU_HINT}",
         exe.display(), backbone.display()
     )]
     Spawn {
@@ -83,8 +84,13 @@ pub enum BenchError {
     },
 
     #[error(
-        "measuring {} in a process of its own failed ({status}); its messages are above",
-        backbone.display()
+        "measuring {} in a process of its own failed ({status}){}",
+        backbone.display(),
+        if status.code() == Some(127) {
+            format!(": it could not be started{QEMU_HINT}")
+        } else {
+            "; its messages are above".into()
+        }
     )]
     Child {
         backbone: PathBuf,
