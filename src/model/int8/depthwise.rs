@@ -2,9 +2,10 @@
 //! requantization: one output pixel at a time, channels innermost, so every tap is a
 //! contiguous run of channels that SIMD lanes walk in step.
 //!
-//! A tap that falls in the padding reads a row filled with the input's zero point, whose
-//! contribution `(zero_point − zero_point) × w` is 0: the inner loop has no border case. The
-//! portable kernel is the reference the SIMD ones are tested against.
+//! The input is first copied inside a border of its zero point, whose contribution
+//! `(zero_point − zero_point) × w` is 0, so every window lies inside the copy and the taps of
+//! each output pixel sit at fixed offsets from its first: the inner loops have no border case.
+//! The portable kernel is the reference the SIMD ones are tested against.
 
 use super::kernels::{Requantizer, Window};
 
@@ -64,15 +65,15 @@ impl DepthwiseConv {
     }
 
     /// Convolves `input` (`h` × `w` × channels) into `output` (the window's output size ×
-    /// channels). `zeros` is scratch space this call fills with the input's zero point.
+    /// channels). `scratch` is reused space for a padded copy of the input.
     pub fn run(
         &self,
         input: &[u8],
         (h, w): (usize, usize),
         output: &mut [u8],
-        zeros: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
     ) {
-        self.run_with(input, (h, w), output, zeros, Kernel::best())
+        self.run_with(input, (h, w), output, scratch, Kernel::best())
     }
 
     /// As [`Self::run`], with the portable kernel whatever the CPU offers.
@@ -81,9 +82,9 @@ impl DepthwiseConv {
         input: &[u8],
         (h, w): (usize, usize),
         output: &mut [u8],
-        zeros: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
     ) {
-        self.run_with(input, (h, w), output, zeros, Kernel::Portable)
+        self.run_with(input, (h, w), output, scratch, Kernel::Portable)
     }
 
     fn run_with(
@@ -91,59 +92,36 @@ impl DepthwiseConv {
         input: &[u8],
         (h, w): (usize, usize),
         output: &mut [u8],
-        zeros: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
         kernel: Kernel,
     ) {
         let c = self.channels;
         let (oh, ow) = self.window.output(h, w);
         assert_eq!(input.len(), h * w * c, "depthwise input length");
         assert_eq!(output.len(), oh * ow * c, "depthwise output length");
-        zeros.clear();
-        zeros.resize(c, self.x_zero);
         let [kh, kw] = self.window.kernel;
         let [sh, sw] = self.window.stride;
-        let [top, left, _, _] = self.window.pads;
-        // The output columns whose window lies inside the image horizontally, and where each
-        // tap sits relative to the window's top-left input pixel.
-        let inner_left = left.div_ceil(sw).min(ow);
-        let inner_right = if w + left >= kw {
-            ((w + left - kw) / sw + 1).clamp(inner_left, ow)
-        } else {
-            inner_left
-        };
+        let [top, left, bottom, right] = self.window.pads;
+        // The image inside a border of its zero point, so that every window lies inside it;
+        // before it, one row of zero points for the AVX2 kernel's pairs of taps.
+        let padded_width = w + left + right;
+        scratch.clear();
+        scratch.resize(c + (h + top + bottom) * padded_width * c, self.x_zero);
+        let (zeros, padded) = scratch.split_at_mut(c);
+        for (y, line) in input.chunks_exact(w * c).enumerate() {
+            padded[((y + top) * padded_width + left) * c..][..w * c].copy_from_slice(line);
+        }
         let offsets: Vec<usize> = (0..kh)
-            .flat_map(|ky| (0..kw).map(move |kx| (ky * w + kx) * c))
+            .flat_map(|ky| (0..kw).map(move |kx| (ky * padded_width + kx) * c))
             .collect();
-        let mut rows: Vec<&[u8]> = Vec::with_capacity(kh * kw + 1);
-        for oy in 0..oh {
-            let inner_row = oy * sh >= top && oy * sh - top + kh <= h;
-            let mut ox = 0;
-            while ox < ow {
-                if inner_row && (inner_left..inner_right).contains(&ox) {
-                    let first = ((oy * sh - top) * w + ox * sw - left) * c;
-                    let out = &mut output[(oy * ow + ox) * c..(oy * ow + inner_right) * c];
-                    self.inner_run(input, first, &offsets, sw * c, out, zeros, kernel);
-                    ox = inner_right;
-                    continue;
-                }
-                rows.clear();
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        rows.push(match self.window.tap((h, w), (oy, ox), (ky, kx)) {
-                            Some((iy, ix)) => &input[(iy * w + ix) * c..][..c],
-                            None => zeros,
-                        });
-                    }
-                }
-                let out = &mut output[(oy * ow + ox) * c..][..c];
-                self.pixel(&mut rows, out, zeros, kernel);
-                ox += 1;
-            }
+        for (oy, out) in output.chunks_exact_mut(ow * c).enumerate() {
+            let first = oy * sh * padded_width * c;
+            self.inner_run(padded, first, &offsets, sw * c, out, zeros, kernel);
         }
     }
 
-    /// A run of output pixels whose windows lie inside the image: the first one's taps start
-    /// at `input[first + offsets[t]]`, each next one `step` bytes further.
+    /// A run of output pixels: the first one's taps start at `input[first + offsets[t]]`, each
+    /// next one `step` bytes further.
     #[allow(clippy::too_many_arguments)]
     fn inner_run(
         &self,
@@ -200,13 +178,15 @@ impl DepthwiseConv {
         }
     }
 
-    /// One output pixel from its taps' input rows.
+    /// One output pixel from its taps' input rows (`zeros` pads them to an even count for
+    /// AVX2).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     fn pixel<'a>(&self, rows: &mut Vec<&'a [u8]>, out: &mut [u8], zeros: &'a [u8], kernel: Kernel) {
-        let taps = self.window.kernel[0] * self.window.kernel[1];
         match kernel {
             Kernel::Portable => self.pixel_portable(rows, out),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => {
+                let taps = rows.len();
                 if rows.len() % 2 == 1 {
                     rows.push(zeros);
                 }
@@ -215,20 +195,7 @@ impl DepthwiseConv {
                 self.tail_portable(&rows[..taps], out, done);
             }
             #[cfg(target_arch = "aarch64")]
-            Kernel::Neon => {
-                let _ = zeros;
-                let mut pointers = [std::ptr::null::<u8>(); 32];
-                let done = if rows.len() <= pointers.len() {
-                    for (pointer, row) in pointers.iter_mut().zip(rows.iter()) {
-                        *pointer = row.as_ptr();
-                    }
-                    // SAFETY: each row holds `channels` bytes.
-                    unsafe { neon::pixels::<1>(self, &pointers[..rows.len()], 0, out) }
-                } else {
-                    0
-                };
-                self.tail_portable(&rows[..taps], out, done);
-            }
+            Kernel::Neon => unreachable!("the NEON kernel runs whole rows of pixels"),
         }
     }
 
