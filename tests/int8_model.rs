@@ -116,9 +116,18 @@ fn engines_report_what_runs() {
         .unwrap()
         .to_string();
     assert!(refused.contains("int8 engine cannot run it"), "{refused}");
-    let int8 = Backbone::load_with(&common::int8_backbone(), Engine::Auto).unwrap();
-    assert_eq!(int8.engine(), Engine::Int8);
-    assert_eq!(int8.feature_len(), 1280);
+    let auto = Backbone::load_with(&common::int8_backbone(), Engine::Auto).unwrap();
+    let expected = if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        Engine::Int8
+    } else {
+        Engine::Tract
+    };
+    assert_eq!(
+        auto.engine(),
+        expected,
+        "the default for an int8 backbone here"
+    );
+    assert_eq!(auto.feature_len(), 1280);
 }
 
 /// On held-out ImageNet photos, which stay outside the repository: run
@@ -132,4 +141,39 @@ fn int8_engine_matches_onnxruntime_on_held_out_photos() {
     let min = report("int8 engine", &int8);
     report("tract engine", &cosines(Path::new(&dir), Engine::Tract));
     assert!(min >= 0.999, "min cosine {min:.6}");
+}
+
+/// The classifier on either engine gives each golden photo the same best label.
+#[test]
+fn both_engines_rank_the_golden_photos_alike() {
+    use pinsight::image_file::load_rgb;
+    use pinsight::model::Classifier;
+    use pinsight::preprocess::Preprocessor;
+    use pinsight::scores::top_k;
+
+    let load = |engine| {
+        Classifier::load_with(&common::int8_backbone(), &common::imagenet_head(), engine).unwrap()
+    };
+    let (int8, tract) = (load(Engine::Int8), load(Engine::Tract));
+    assert_eq!(
+        (int8.engine(), tract.engine()),
+        (Engine::Int8, Engine::Tract)
+    );
+    let manifest =
+        std::fs::read_to_string(common::repo().join("tests/fixtures/golden.tsv")).unwrap();
+    let mut preprocessor = Preprocessor::default();
+    let mut input = Vec::new();
+    for line in manifest
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (photo, _) = line.split_once('\t').unwrap();
+        preprocessor.tensor(&load_rgb(&common::repo().join(photo)).unwrap(), &mut input);
+        let best = |c: &Classifier| {
+            top_k(&c.probabilities(&input).unwrap(), c.labels(), 1)[0]
+                .label
+                .clone()
+        };
+        assert_eq!(best(&int8), best(&tract), "{photo}");
+    }
 }

@@ -1,5 +1,5 @@
 //! Pointwise (1 × 1) convolution — and any convolution after im2col — as an int8 matrix product:
-//! on aarch64 pinsight's own NEON kernel (`gemm_neon.rs`, no packing, requantization
+//! on aarch64 pinsight's own NEON kernel (`gemm_neon.rs`: no packing, requantization
 //! fused), elsewhere tract-linalg's kernels (AVX2 / AVX-512 VNNI on x86, NEON on armv7) with the
 //! weights packed once at load.
 //!
