@@ -305,7 +305,7 @@ pub fn measure_model(
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap_or((0, f32::NAN));
     Ok(ModelBench {
-        engine: "tract".into(),
+        engine: classifier.engine().to_string(),
         backbone: backbone.display().to_string(),
         head: head_dir.display().to_string(),
         threads: 1,
