@@ -31,7 +31,7 @@ fn main() {
         "models/efficientnet-lite0/backbone-int8.onnx",
         String::as_str,
     );
-    let image = pinsight::image_file::load_rgb(Path::new(photo)).expect("a photo");
+    let image = pinsight::decode::load_rgb(Path::new(photo)).expect("a photo");
     let mut input = Vec::new();
     pinsight::preprocess::Preprocessor::default().tensor(&image, &mut input);
     let mut all = Vec::new();

@@ -18,8 +18,8 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::frame::{Converter, Frame, PixelFormat};
-use crate::image_file::load_rgb;
-use crate::model::Classifier;
+use crate::decode::load_rgb;
+use crate::model::{Classifier, Engine};
 use crate::preprocess::Preprocessor;
 
 /// The backbones the report measures when none is named: the int8 file pinsight runs by
@@ -32,27 +32,22 @@ pub const BUNDLED_BACKBONES: [&str; 2] = [
 /// The frame sizes the frame-conversion table measures.
 const FRAME_SIZES: [(u32, u32); 2] = [(640, 480), (1280, 720)];
 
-#[derive(clap::Args)]
-pub struct BenchArgs {
-    /// A backbone ONNX file to measure, each in a process of its own; repeat for several
-    /// [default: the bundled int8 and float EfficientNet-Lite0 files].
-    #[arg(long, env = "PINSIGHT_BACKBONE")]
-    pub backbone: Vec<PathBuf>,
-    /// The head folder run on every backbone's features (ImageNet's works with both bundled
-    /// backbones).
-    #[arg(long, env = "PINSIGHT_HEAD", default_value = "models/imagenet")]
+/// What `pinsight bench` measures.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The backbone files, each measured in a process of its own; empty: [`BUNDLED_BACKBONES`].
+    pub backbones: Vec<PathBuf>,
+    /// What runs each backbone.
+    pub engine: Engine,
+    /// The head run on every backbone's features.
     pub head: PathBuf,
-    /// Timed runs of each measurement, after one warm-up run. For a model the warm-up is its
-    /// first inference, which counts in the model-ready time: a model runs RUNS + 1 times.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..))]
-    pub runs: u16,
+    /// Timed runs of each measurement, after one warm-up run (for a model, its first
+    /// inference, which counts in the model-ready time).
+    pub runs: usize,
     /// The photo the synthetic camera frames and the model's input are made from.
-    #[arg(long, default_value = "samples/rocket.jpg")]
     pub photo: PathBuf,
-    /// Measure one backbone in this process and print one JSON line: ready time (load and
-    /// first inference), inference p50 and p99, peak RSS. Exactly RUNS + 1 inferences, for
-    /// counting instructions (scripts/insn-count).
-    #[arg(long)]
+    /// Measure one backbone in this process and print one [`ModelBench`] JSON line: exactly
+    /// `runs` + 1 inferences.
     pub model_only: bool,
 }
 
@@ -110,28 +105,26 @@ pub enum BenchError {
 
 /// `pinsight bench`: the frame-conversion table and a table of the backbones, or with
 /// `--model-only` one backbone's [`ModelBench`] as a JSON line.
-pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
-    let runs = usize::from(args.runs);
+pub fn run(args: &BenchOptions) -> Result<(), BenchError> {
+    let runs = args.runs;
     let photo = load_rgb(&args.photo)?;
     let mut out = io::stdout().lock();
     if args.model_only {
-        let backbone = match args.backbone.as_slice() {
+        let backbone = match args.backbones.as_slice() {
             [] => PathBuf::from(BUNDLED_BACKBONES[0]),
             [one] => one.clone(),
             many => return Err(BenchError::OneBackbone(many.len())),
         };
-        let mut input = Vec::new();
-        Preprocessor::default().tensor(&photo, &mut input);
-        let result = measure_model(&backbone, &args.head, &input, runs)?;
+        let result = measure_model(&backbone, &args.head, args.engine, &photo, runs)?;
         serde_json::to_writer(&mut out, &result).map_err(io::Error::from)?;
         writeln!(out)?;
         return Ok(());
     }
     frame_table(&mut out, &photo, runs)?;
-    let backbones = if args.backbone.is_empty() {
+    let backbones = if args.backbones.is_empty() {
         BUNDLED_BACKBONES.iter().map(PathBuf::from).collect()
     } else {
-        args.backbone.clone()
+        args.backbones.clone()
     };
     let mut results = Vec::new();
     for backbone in &backbones {
@@ -183,16 +176,18 @@ fn model_table(out: &mut impl Write, results: &[ModelBench], runs: usize) -> io:
         .chain([8])
         .max()
         .unwrap_or(8);
+    writeln!(out, "CPU: {}", crate::model::cpu_features())?;
     writeln!(
         out,
-        "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>9}  top-1",
-        "backbone", "ready ms", "load ms", "p50 ms", "p99 ms", "RSS MiB"
+        "{:<width$} {:<22} {:>9} {:>9} {:>9} {:>9} {:>9}  top-1",
+        "backbone", "engine (kernels)", "ready ms", "load ms", "p50 ms", "p99 ms", "RSS MiB"
     )?;
     for r in results {
         writeln!(
             out,
-            "{:<width$} {:>9.0} {:>9.0} {:>9.2} {:>9.2} {:>9}  {} ({:.2})",
+            "{:<width$} {:<22} {:>9.0} {:>9.0} {:>9.2} {:>9.2} {:>9}  {} ({:.2})",
             r.backbone,
+            format!("{} ({})", r.engine, r.kernels),
             r.ready_ms,
             r.load_ms,
             r.p50_ms,
@@ -207,7 +202,7 @@ fn model_table(out: &mut impl Write, results: &[ModelBench], runs: usize) -> io:
 }
 
 /// Runs this executable with `--model-only` for `backbone` and reads its JSON line.
-fn measure_in_child(args: &BenchArgs, backbone: &Path) -> Result<ModelBench, BenchError> {
+fn measure_in_child(args: &BenchOptions, backbone: &Path) -> Result<ModelBench, BenchError> {
     let exe = std::env::current_exe().map_err(|source| BenchError::Spawn {
         exe: "pinsight".into(),
         backbone: backbone.into(),
@@ -218,6 +213,8 @@ fn measure_in_child(args: &BenchArgs, backbone: &Path) -> Result<ModelBench, Ben
         .arg("--model-only")
         .arg("--backbone")
         .arg(backbone)
+        .arg("--engine")
+        .arg(args.engine.to_string())
         .arg("--head")
         .arg(&args.head)
         .arg("--runs")
@@ -252,6 +249,9 @@ fn measure_in_child(args: &BenchArgs, backbone: &Path) -> Result<ModelBench, Ben
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelBench {
     pub engine: String,
+    /// The kernel set the int8 engine chose from the CPU's features (tract: its own).
+    #[serde(default)]
+    pub kernels: String,
     pub backbone: String,
     pub head: String,
     pub threads: u32,
@@ -277,25 +277,24 @@ pub struct ModelBench {
     pub top1_probability: f32,
 }
 
-/// Loads `backbone` with the head in `head_dir`, runs it once (the model is then ready) and
-/// `runs` more times, timing each.
+/// Loads `backbone` with the head in `head_dir` on `engine`, classifies `photo` once (the
+/// model is then ready) and `runs` more times, timing the inference of each.
 pub fn measure_model(
     backbone: &Path,
     head_dir: &Path,
-    input: &[f32],
+    engine: Engine,
+    photo: &RgbImage,
     runs: usize,
 ) -> crate::Result<ModelBench> {
     let rss_before_load_kib = peak_rss_kib();
     let started = Instant::now();
-    let classifier = Classifier::load(backbone, head_dir)?;
+    let classifier = Classifier::load_with(backbone, head_dir, engine)?;
     let loaded = Instant::now();
-    let first = classifier.probabilities(input)?;
+    let first = classifier.classify(photo)?.probabilities;
     let ready = Instant::now();
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let started = Instant::now();
-        std::hint::black_box(classifier.probabilities(input)?);
-        samples.push(millis_since(started));
+        samples.push(std::hint::black_box(classifier.classify(photo)?).inference_ms);
     }
     let timing = Timing::of(samples);
     let (top1_index, top1_probability) = first
@@ -306,6 +305,7 @@ pub fn measure_model(
         .unwrap_or((0, f32::NAN));
     Ok(ModelBench {
         engine: classifier.engine().to_string(),
+        kernels: classifier.kernels().to_string(),
         backbone: backbone.display().to_string(),
         head: head_dir.display().to_string(),
         threads: 1,

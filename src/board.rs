@@ -69,7 +69,7 @@ pub struct OutputSpec {
     pub active_low: bool,
     /// The physical level at start-up and on every exit.
     pub safe_high: bool,
-    pub mode: Mode,
+    pub mode: OutputMode,
 }
 
 /// A line offset on the chip and the name the config gave it (for messages).
@@ -97,7 +97,7 @@ pub enum Role {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub enum OutputMode {
     /// Held until the next result.
     Level,
     /// Active for this long after each result that sets it.
@@ -389,13 +389,13 @@ fn resolve(board: &str, raw: Raw) -> Result<Deployment, Reason> {
             );
         }
         let mode = match spec.mode.or(defaults.mode).unwrap_or(RawMode::Level) {
-            RawMode::Level => Mode::Level,
+            RawMode::Level => OutputMode::Level,
             RawMode::Pulse => {
                 let ms = spec.pulse_ms.or(defaults.pulse_ms).unwrap_or(200);
                 if ms == 0 {
                     return Err(format!("{what}: pulse_ms must be above 0").into());
                 }
-                Mode::Pulse(Duration::from_millis(ms))
+                OutputMode::Pulse(Duration::from_millis(ms))
             }
         };
         outputs.push(OutputSpec {
@@ -602,10 +602,10 @@ cat = { pin = 6, active_low = true, safe = "low" }
         };
         let ready = by_role(&Role::Ready);
         assert_eq!(ready.line.offset, 27);
-        assert_eq!(ready.mode, Mode::Pulse(Duration::from_millis(150)));
+        assert_eq!(ready.mode, OutputMode::Pulse(Duration::from_millis(150)));
         let matcher = &deployment.outputs[1];
         assert_eq!(matcher.line.offset, 22);
-        assert_eq!(matcher.mode, Mode::Level);
+        assert_eq!(matcher.mode, OutputMode::Level);
         assert_eq!(
             matcher.role,
             Role::Match {

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::image_file::is_image_file_name;
+use crate::decode::is_image_file_name;
 use crate::train::rng::SplitMix64;
 use crate::{Error, Result};
 

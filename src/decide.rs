@@ -1,4 +1,6 @@
-//! From per-frame probabilities to a decision: temporal smoothing and a confidence threshold.
+//! From per-frame probabilities to a decision: temporal smoothing (and the averaging of a
+//! triggered burst, the same mean over a window emptied for each press) and a confidence
+//! threshold.
 
 use std::collections::VecDeque;
 
@@ -46,9 +48,16 @@ impl Smoother {
         &self.mean
     }
 
+    /// The mean of the frames pushed since the window was last emptied (empty before any).
+    pub fn mean(&self) -> &[f32] {
+        &self.mean
+    }
+
+    /// Empties the window: the next push starts a new mean.
     pub fn clear(&mut self) {
         self.recent.clear();
         self.sum.clear();
+        self.mean.clear();
     }
 }
 

@@ -100,6 +100,15 @@ pub enum Error {
     #[error("cannot write results: {0}")]
     Output(String),
 
+    #[error("{failed} of {total} images could not be read")]
+    Unreadable { failed: u64, total: usize },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("internal error: {0}")]
+    Internal(String),
+
     #[error("no images to read at {spec}: {reason}")]
     NoImages { spec: String, reason: String },
 

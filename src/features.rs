@@ -12,7 +12,7 @@ use image::RgbImage;
 use image::imageops::{self, FilterType};
 
 use crate::checksum::sha256_hex;
-use crate::image_file::decode;
+use crate::decode::decode;
 use crate::model::Backbone;
 use crate::preprocess::Preprocessor;
 use crate::{Error, Result};
@@ -158,5 +158,5 @@ impl<'a> Extractor<'a> {
 
 fn write_entry(entry: &Path, features: &[f32]) -> Result<()> {
     let bytes: Vec<u8> = features.iter().flat_map(|f| f.to_le_bytes()).collect();
-    crate::files::write_atomic(entry, &bytes)
+    crate::durable::write(entry, &bytes)
 }

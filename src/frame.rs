@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use crate::image_file::decode;
+use crate::decode::decode;
 use image::RgbImage;
 use yuvutils_rs::{
     YuvBiPlanarImage, YuvConversionMode, YuvPackedImage, YuvRange, YuvStandardMatrix,

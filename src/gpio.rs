@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use embedded_hal::digital::{InputPin, OutputPin, PinState};
 
-use crate::board::{Edge, Mode, OutputSpec, Role};
+use crate::board::{Edge, OutputMode, OutputSpec, Role};
 use crate::decide::Decision;
-use crate::{Error, Result};
+use crate::{Error, Result, STOP_CHECK};
 
 /// One output line: active-low handled here, so that the pin sees physical levels.
 pub struct Output<P> {
@@ -34,7 +34,7 @@ pub struct Output<P> {
     name: String,
     active_low: bool,
     safe_high: bool,
-    mode: Mode,
+    mode: OutputMode,
     active: bool,
     /// When a pulse that is on ends.
     pulse_ends: Option<Instant>,
@@ -61,12 +61,12 @@ impl<P: OutputPin> Output<P> {
     /// restarts) a pulse when `active` and otherwise lets a running pulse finish.
     pub fn set(&mut self, active: bool, now: Instant) -> Result<()> {
         match self.mode {
-            Mode::Level => self.drive(active),
-            Mode::Pulse(length) if active => {
+            OutputMode::Level => self.drive(active),
+            OutputMode::Pulse(length) if active => {
                 self.pulse_ends = Some(now + length);
                 self.drive(true)
             }
-            Mode::Pulse(_) => Ok(()),
+            OutputMode::Pulse(_) => Ok(()),
         }
     }
 
@@ -243,9 +243,6 @@ pub struct Press {
     pub at: Instant,
 }
 
-/// How long a wait for an edge lasts before the stop flag is looked at again.
-const STOP_CHECK: Duration = Duration::from_millis(100);
-
 /// Turns edges on an input line into debounced presses.
 pub struct Trigger<P> {
     pin: P,
@@ -418,7 +415,7 @@ mod tests {
     use crate::board::Line;
     use crate::scores::Guess;
 
-    fn spec(role: Role, active_low: bool, safe_high: bool, mode: Mode) -> OutputSpec {
+    fn spec(role: Role, active_low: bool, safe_high: bool, mode: OutputMode) -> OutputSpec {
         OutputSpec {
             role,
             line: Line {
@@ -455,11 +452,11 @@ mod tests {
         {
             let mut outputs = Outputs::new([
                 (
-                    spec(Role::Class("dog".into()), false, false, Mode::Level),
+                    spec(Role::Class("dog".into()), false, false, OutputMode::Level),
                     dog.clone(),
                 ),
                 (
-                    spec(Role::Class("cat".into()), false, false, Mode::Level),
+                    spec(Role::Class("cat".into()), false, false, OutputMode::Level),
                     cat.clone(),
                 ),
             ])
@@ -490,7 +487,7 @@ mod tests {
                 threshold: Some(0.8),
             };
             let mut outputs =
-                Outputs::new([(spec(role, true, true, Mode::Level), relay.clone())]).unwrap();
+                Outputs::new([(spec(role, true, true, OutputMode::Level), relay.clone())]).unwrap();
             outputs.show(&decision(Some("dog"), 0.9), now).unwrap();
             // Below the match threshold (though above the run's): off.
             outputs.show(&decision(Some("dog"), 0.7), now).unwrap();
@@ -515,7 +512,7 @@ mod tests {
         {
             let role = Role::Class("dog".into());
             let mut outputs =
-                Outputs::new([(spec(role, false, false, Mode::Pulse(length)), led.clone())])
+                Outputs::new([(spec(role, false, false, OutputMode::Pulse(length)), led.clone())])
                     .unwrap();
             outputs.show(&decision(Some("dog"), 0.9), t0).unwrap();
             assert_eq!(outputs.poll(t0 + length / 2).unwrap(), Some(t0 + length));
@@ -555,8 +552,8 @@ mod tests {
         let now = Instant::now();
         {
             let mut outputs = Outputs::new([
-                (spec(Role::Ready, false, false, Mode::Level), ready.clone()),
-                (spec(Role::Busy, false, false, Mode::Level), busy.clone()),
+                (spec(Role::Ready, false, false, OutputMode::Level), ready.clone()),
+                (spec(Role::Busy, false, false, OutputMode::Level), busy.clone()),
             ])
             .unwrap();
             outputs.set_ready(true, now).unwrap();
@@ -577,7 +574,7 @@ mod tests {
         let pin = Mock::new(&[
             T::set(State::Low).with_error(MockError::Io(std::io::ErrorKind::PermissionDenied))
         ]);
-        let error = Output::new(pin.clone(), &spec(Role::Ready, false, false, Mode::Level))
+        let error = Output::new(pin.clone(), &spec(Role::Ready, false, false, OutputMode::Level))
             .err()
             .unwrap();
         assert!(error.to_string().contains("setting test"), "{error}");

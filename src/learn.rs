@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::dataset::{Photo, PhotoSet};
 use crate::features::{Extractor, Variant};
 use crate::head::{HeadMeta, write_head_dir};
-use crate::image_file::load_rgb;
+use crate::decode::load_rgb;
 use crate::model::{Backbone, Classifier, DenseLayer, head_onnx};
 use crate::preprocess::Preprocessor;
 use crate::report::EvalReport;

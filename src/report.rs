@@ -213,7 +213,7 @@ impl EvalReport {
     /// Writes the JSON report and the PNG heat map, each through a temporary file and a rename.
     pub fn write(&self, json: &Path, png: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).expect("report serialises") + "\n";
-        crate::files::write_atomic(json, text.as_bytes())?;
+        crate::durable::write(json, text.as_bytes())?;
         let mut bytes = Vec::new();
         self.heat_map()
             .write_to(
@@ -221,7 +221,7 @@ impl EvalReport {
                 image::ImageFormat::Png,
             )
             .expect("encoding a PNG in memory");
-        crate::files::write_atomic(png, &bytes)
+        crate::durable::write(png, &bytes)
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use pinsight::image_file::load_rgb;
+use pinsight::decode::load_rgb;
 use pinsight::preprocess::Preprocessor;
 use pinsight::scores::top_k;
 

@@ -146,7 +146,7 @@ fn int8_engine_matches_onnxruntime_on_held_out_photos() {
 /// The classifier on either engine gives each golden photo the same best label.
 #[test]
 fn both_engines_rank_the_golden_photos_alike() {
-    use pinsight::image_file::load_rgb;
+    use pinsight::decode::load_rgb;
     use pinsight::model::Classifier;
     use pinsight::preprocess::Preprocessor;
     use pinsight::scores::top_k;

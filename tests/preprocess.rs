@@ -5,7 +5,7 @@
 
 mod common;
 
-use pinsight::image_file::load_rgb;
+use pinsight::decode::load_rgb;
 use pinsight::preprocess::{INPUT_LEN, INPUT_SIDE, Preprocessor};
 
 /// Max and mean absolute difference between pinsight's tensor and the reference, in tensor units.

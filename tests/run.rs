@@ -9,7 +9,7 @@ use std::time::Duration;
 use embedded_hal::digital::{ErrorType, InputPin};
 use embedded_hal_mock::eh1::MockError;
 use embedded_hal_mock::eh1::digital::{Mock, State, Transaction};
-use pinsight::board::{Line, Mode as OutputMode, OutputSpec, Role};
+use pinsight::board::{Line, OutputMode, OutputSpec, Role};
 use pinsight::gpio::{EdgeWait, NoOutputs, Outputs, Presses, Trigger};
 use pinsight::model::Classifier;
 use pinsight::run::{Decided, Mode, RunOptions, RunSummary};
@@ -25,7 +25,7 @@ fn run(
     report: impl FnMut(&Decided) -> std::io::Result<()>,
 ) -> pinsight::Result<RunSummary> {
     let signals = Mutex::new(NoOutputs);
-    pinsight::run::run(
+    pinsight::run::run_loop(
         source,
         classifier,
         options,
@@ -299,7 +299,7 @@ fn triggered_mode_answers_each_press_with_a_burst_and_sets_the_outputs() {
     let trigger = Trigger::new(button, pinsight::board::Edge::Rising, Duration::ZERO).unwrap();
     let mut presses = Presses::spawn(trigger, done);
     let mut results = Vec::new();
-    let summary = pinsight::run::run(
+    let summary = pinsight::run::run_loop(
         &mut source,
         common::imagenet_classifier(),
         &options(None),

@@ -2,10 +2,10 @@
 //! small trait so that the run loop, dry runs and tests do not care which.
 
 mod camera;
-mod files;
+mod image_files;
 
 pub use camera::{Camera, CameraConfig};
-pub use files::Files;
+pub use image_files::Files;
 
 use crate::Result;
 use crate::frame::Frame;
@@ -17,6 +17,9 @@ pub enum Next {
     /// Nothing yet (a camera between frames, or reconnecting); ask again. Sources return this
     /// after a bounded wait, so that the loop can notice a stop request.
     Waiting,
+    /// A frame that could not be had (an image file that cannot be read), and why: the loop
+    /// counts it as skipped and asks again.
+    Skipped(String),
     /// The source has no more frames (the end of a folder).
     End,
 }

@@ -80,8 +80,8 @@ pull 0 down
 pull 1 down
 for line in 2 4 5 6 7 8 9 10 11; do pull $line up; done
 pull 3 down
-PINSIGHT_TEST_HOLD_SAFE_MS=5000 RUST_LOG=info,pinsight::gpio=debug pinsight run --config /tmp/gpio.toml --mode triggered \
-    --source /dev/video0 --threshold 0 \
+RUST_LOG=info,pinsight::gpio=debug pinsight run --config /tmp/gpio.toml --mode triggered \
+    --source /dev/video0 --threshold 0 --hold-safe-ms 5000 \
     >/tmp/gpio.jsonl 2>/tmp/gpio.log &
 pid=$!
 wait_value 1 1 300 "ready rises after start-up"
@@ -128,7 +128,7 @@ sed -n 's/.*"trigger":\({[^}]*}\).*/pinsight: \1/p' /tmp/gpio.jsonl
 
 echo "== SIGTERM: every output back to its safe level"
 kill -TERM $pid
-# pinsight keeps the lines at their safe levels for 5 s (PINSIGHT_TEST_HOLD_SAFE_MS) after it
+# pinsight keeps the lines at their safe levels for 5 s (--hold-safe-ms) after it
 # has set them, then exits and releases them.
 i=0
 until grep -q "outputs at their safe levels" /tmp/gpio.log; do

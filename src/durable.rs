@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::{Error, Result};
 
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     let fail = |e: std::io::Error| Error::Write {
         path: path.into(),
         reason: e.to_string(),

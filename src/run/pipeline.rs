@@ -1,20 +1,20 @@
-//! The main loop: take the newest frame (continuously, or a burst after each press of the
-//! trigger), convert it, classify it, decide, show the result on the outputs, report.
+//! The loop: take the newest frame (continuously, or a burst after each press of the trigger),
+//! convert it, classify it, decide, show the result on the outputs, report.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use serde::ser::{SerializeStruct, Serializer};
 
-use crate::Result;
 use crate::decide::{Decision, Smoother, decide};
 use crate::frame::{Converter, Frame};
 use crate::gpio::{self, Presses, Signals, Wait};
 use crate::model::Classifier;
-use crate::preprocess::Preprocessor;
 use crate::scores::Guess;
 use crate::source::{FrameSource, Next};
+use crate::{Result, STOP_CHECK};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -51,16 +51,37 @@ pub struct Decided<'a> {
     pub trigger: Option<TriggerReport>,
 }
 
-/// Milliseconds each stage took for this result.
-#[derive(Debug, Default, Serialize)]
+/// Milliseconds each stage took for this result. A result line shows `capture`, `convert`
+/// (decoding or colour conversion, then the model's preprocessing), `inference` and `decide`.
+#[derive(Debug, Default, Clone, Copy)]
 pub struct StageTimes {
     /// Waiting for the frame.
     pub capture: f64,
-    /// Decoding or colour conversion, resize and normalisation.
-    pub convert: f64,
+    /// Decoding (an encoded frame) or colour conversion to RGB.
+    pub decode: f64,
+    /// Resize, crop and normalisation into the model's input.
+    pub preprocess: f64,
     pub inference: f64,
     /// Smoothing, ranking and the threshold.
     pub decide: f64,
+}
+
+impl StageTimes {
+    /// Decoding and preprocessing together, as a result line shows them.
+    pub fn convert(&self) -> f64 {
+        round_ms(self.decode + self.preprocess)
+    }
+}
+
+impl Serialize for StageTimes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut times = serializer.serialize_struct("StageTimes", 4)?;
+        times.serialize_field("capture", &self.capture)?;
+        times.serialize_field("convert", &self.convert())?;
+        times.serialize_field("inference", &self.inference)?;
+        times.serialize_field("decide", &self.decide)?;
+        times.end()
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -97,7 +118,7 @@ pub struct TriggerReport {
 
 /// Runs until the source ends, `options.frames` results are out, or `stop` is set, showing each
 /// result on `signals`. The ready output rises with the first frame.
-pub fn run(
+pub fn run_loop(
     source: &mut dyn FrameSource,
     classifier: &Classifier,
     options: &RunOptions,
@@ -106,7 +127,7 @@ pub fn run(
     stop: &AtomicBool,
     report: impl FnMut(&Decided) -> std::io::Result<()>,
 ) -> Result<RunSummary> {
-    let mut runner = Runner {
+    let mut pipeline = Pipeline {
         source,
         classifier,
         options,
@@ -114,23 +135,22 @@ pub fn run(
         stop,
         report,
         converter: Converter::default(),
-        preprocessor: Preprocessor::default(),
-        input: Vec::new(),
         summary: RunSummary::default(),
         streaming: false,
     };
     match mode {
-        Mode::Continuous => runner.continuous(),
+        Mode::Continuous => pipeline.continuous(),
         Mode::Triggered {
             presses,
             burst,
             cooldown,
-        } => runner.triggered(presses, burst, cooldown),
+        } => pipeline.triggered(presses, burst, cooldown),
     }?;
-    Ok(runner.summary)
+    Ok(pipeline.summary)
 }
 
-struct Runner<'a, R> {
+/// The loop's state: the stages it drives and what it has counted.
+struct Pipeline<'a, R> {
     source: &'a mut dyn FrameSource,
     classifier: &'a Classifier,
     options: &'a RunOptions,
@@ -138,8 +158,6 @@ struct Runner<'a, R> {
     stop: &'a AtomicBool,
     report: R,
     converter: Converter,
-    preprocessor: Preprocessor,
-    input: Vec<f32>,
     summary: RunSummary,
     /// A frame has come: the ready output is up.
     streaming: bool,
@@ -151,7 +169,7 @@ struct Classified {
     probabilities: Vec<f32>,
 }
 
-impl<R: FnMut(&Decided) -> std::io::Result<()>> Runner<'_, R> {
+impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
     fn continuous(&mut self) -> Result<()> {
         let mut smoother = Smoother::new(self.options.smooth);
         let period = self
@@ -189,6 +207,9 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Runner<'_, R> {
         if self.next_frame(None, &mut StageTimes::default())?.is_none() {
             return Ok(());
         }
+        // A burst's probabilities are averaged: a window as long as the burst, emptied for each
+        // press.
+        let mut average = Smoother::new(burst);
         while !self.done() {
             let timeout = self.poll_pulses()?.min(STOP_CHECK);
             let press = match presses.wait(timeout)? {
@@ -199,17 +220,14 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Runner<'_, R> {
             gpio::lock(self.signals).set_busy(true, Instant::now())?;
             log::info!("trigger pressed: capturing {burst} frames");
             let mut ms = StageTimes::default();
-            let mut sum: Vec<f32> = Vec::new();
             let mut last = None;
             let mut frames = 0;
+            average.clear();
             while frames < burst {
                 let Some(classified) = self.next_classified(Some(press.at), &mut ms)? else {
                     break;
                 };
-                sum.resize(classified.probabilities.len(), 0.0);
-                sum.iter_mut()
-                    .zip(&classified.probabilities)
-                    .for_each(|(s, p)| *s += p);
+                average.push(&classified.probabilities);
                 frames += 1;
                 last = Some(classified.frame);
                 self.poll_pulses()?;
@@ -219,9 +237,8 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Runner<'_, R> {
                 break;
             };
             let started = Instant::now();
-            sum.iter_mut().for_each(|s| *s /= frames as f32);
             let decision = decide(
-                &sum,
+                average.mean(),
                 self.classifier.labels(),
                 self.options.top,
                 self.options.threshold,
@@ -278,23 +295,26 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Runner<'_, R> {
             let image = match self.converter.to_rgb(&frame) {
                 Ok(image) => image,
                 Err(e) => {
-                    self.summary.skipped += 1;
-                    log::warn!("{e}; skipped ({} so far)", self.summary.skipped);
+                    self.skip(&e);
                     continue;
                 }
             };
-            self.preprocessor.tensor(image, &mut self.input);
-            let converted = Instant::now();
-            let probabilities = self.classifier.probabilities(&self.input)?;
-            let inferred = Instant::now();
-            ms.convert += millis(started, converted);
-            ms.inference += millis(converted, inferred);
+            ms.decode += millis(started, Instant::now());
+            let classification = self.classifier.classify(image)?;
+            ms.preprocess += classification.preprocess_ms;
+            ms.inference += classification.inference_ms;
             return Ok(Some(Classified {
                 frame,
-                probabilities,
+                probabilities: classification.probabilities,
             }));
         }
         Ok(None)
+    }
+
+    /// Counts and logs a frame that could not be had or converted.
+    fn skip(&mut self, why: &dyn std::fmt::Display) {
+        self.summary.skipped += 1;
+        log::warn!("{why}; skipped ({} so far)", self.summary.skipped);
     }
 
     /// The next frame captured at or after `after`; the first one raises the ready output.
@@ -311,6 +331,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Runner<'_, R> {
                     ms.capture += millis(started, Instant::now());
                     return Ok(Some(frame));
                 }
+                Next::Skipped(why) => self.skip(&why),
                 Next::Waiting => {}
                 Next::End => break,
             }
@@ -342,20 +363,21 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Runner<'_, R> {
     }
 }
 
-/// How long a wait lasts before the stop flag is looked at again.
-const STOP_CHECK: Duration = Duration::from_millis(100);
-
 fn sleep_until(deadline: Instant, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         if now >= deadline {
             return;
         }
-        std::thread::sleep((deadline - now).min(Duration::from_millis(100)));
+        std::thread::sleep((deadline - now).min(STOP_CHECK));
     }
 }
 
+/// Milliseconds from `from` to `to`, to the microsecond.
 pub fn millis(from: Instant, to: Instant) -> f64 {
-    let ms = to.duration_since(from).as_secs_f64() * 1e3;
+    round_ms(to.duration_since(from).as_secs_f64() * 1e3)
+}
+
+fn round_ms(ms: f64) -> f64 {
     (ms * 1e3).round() / 1e3
 }

@@ -1,4 +1,5 @@
-//! Decoding images (files, and MJPEG frames) into 8-bit RGB.
+//! Decoding encoded images, files and MJPEG camera frames alike, into 8-bit RGB: JPEG (checked
+//! whole, and given the standard Huffman tables that UVC cameras leave out), PNG, WebP, BMP.
 
 use std::borrow::Cow;
 use std::io::Cursor;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::{FrameSource, Next};
 use crate::frame::{Frame, PixelFormat};
-use crate::image_file::is_image_file_name;
+use crate::decode::is_image_file_name;
 use crate::{Error, Result};
 
 pub struct Files {
@@ -45,34 +45,37 @@ impl Files {
             });
         }
         paths.sort();
-        Ok(Files {
+        Ok(Files::from_paths(paths))
+    }
+
+    /// These files, in this order (an unreadable one is skipped when its turn comes).
+    pub fn from_paths(paths: Vec<PathBuf>) -> Files {
+        Files {
             paths: paths.into_iter(),
             sequence: 0,
-        })
+        }
     }
 }
 
 impl FrameSource for Files {
     fn next_frame(&mut self) -> Result<Next> {
-        for path in self.paths.by_ref() {
-            let sequence = self.sequence;
-            self.sequence += 1;
-            match std::fs::read(&path) {
-                Ok(data) => {
-                    return Ok(Next::Frame(Frame {
-                        sequence,
-                        captured_at: Instant::now(),
-                        format: PixelFormat::Encoded,
-                        width: 0,
-                        height: 0,
-                        stride: 0,
-                        data,
-                        origin: path.display().to_string(),
-                    }));
-                }
-                Err(e) => log::warn!("skipping {}: {e}", path.display()),
-            }
-        }
-        Ok(Next::End)
+        let Some(path) = self.paths.next() else {
+            return Ok(Next::End);
+        };
+        let sequence = self.sequence;
+        self.sequence += 1;
+        Ok(match std::fs::read(&path) {
+            Ok(data) => Next::Frame(Frame {
+                sequence,
+                captured_at: Instant::now(),
+                format: PixelFormat::Encoded,
+                width: 0,
+                height: 0,
+                stride: 0,
+                data,
+                origin: path.display().to_string(),
+            }),
+            Err(e) => Next::Skipped(format!("cannot read {}: {e}", path.display())),
+        })
     }
 }

@@ -1,0 +1,436 @@
+//! The command line: clap's structs, and nothing else of clap anywhere in pinsight.
+//!
+//! Each subcommand's arguments are parsed here and resolved once into the typed options that
+//! the library takes ([`RunConfig`], [`ClassifyConfig`], [`TrainOptions`], [`EvalOptions`],
+//! [`BenchOptions`]); closed sets of values are [`ValueEnum`]s mapped onto the library's own
+//! enums, so the library never sees a string that could be misspelt.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use pinsight::bench::BenchOptions;
+use pinsight::frame::PixelFormat;
+use pinsight::model::Engine;
+use pinsight::run::{CameraSettings, ClassifyConfig, ModelFiles, RunConfig, RunMode};
+use pinsight::train::{
+    ClassWeights, EvalOptions, HeadKind, Optimizer, Split, TrainConfig, TrainOptions,
+};
+
+/// The bundled backbone, the default for every subcommand that loads one.
+const BACKBONE: &str = "models/efficientnet-lite0/backbone-int8.onnx";
+/// The bundled ImageNet head.
+const HEAD: &str = "models/imagenet";
+
+#[derive(Parser)]
+#[command(name = "pinsight", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Classify image files and print the most likely labels for each.
+    Classify(ClassifyArgs),
+    /// The main loop: classify frames from a camera (or image files) as they come, one JSON
+    /// line a result on stdout.
+    Run(RunArgs),
+    /// Train a head on a folder of labelled photos (a sub-folder per class) and write it as a
+    /// head folder for `--head`.
+    Train(TrainArgs),
+    /// Evaluate a head on a folder of labelled photos: accuracy, per-class precision, recall and
+    /// F1, and the confusion matrix (text, JSON and a PNG picture).
+    Eval(EvalArgs),
+    /// Measure the per-frame path on this machine: frame conversion and resize for each camera
+    /// format and size, then each backbone in a process of its own: model-ready time, inference
+    /// median and 99th percentile, peak memory.
+    Bench(BenchArgs),
+    /// Check a deployment config and the board profile it names, and print them resolved:
+    /// every pin as a line offset.
+    Config(ConfigArgs),
+}
+
+#[derive(Args)]
+pub struct ConfigArgs {
+    /// The deployment config (board/README.md).
+    pub config: PathBuf,
+}
+
+/// Which engine runs the backbone.
+#[derive(Clone, Copy, ValueEnum)]
+enum EngineArg {
+    /// pinsight's int8 engine where it has SIMD kernels and can read the backbone, else tract.
+    Auto,
+    /// pinsight's int8 engine; a backbone it cannot read is refused with the reason.
+    Int8,
+    /// tract for every backbone (an int8 file runs dequantized, on float kernels).
+    Tract,
+}
+
+impl From<EngineArg> for Engine {
+    fn from(engine: EngineArg) -> Engine {
+        match engine {
+            EngineArg::Auto => Engine::Auto,
+            EngineArg::Int8 => Engine::Int8,
+            EngineArg::Tract => Engine::Tract,
+        }
+    }
+}
+
+#[derive(Args)]
+struct BackboneArgs {
+    /// The backbone ONNX file; its folder holds the SHA256SUMS that it is checked against.
+    #[arg(long, env = "PINSIGHT_BACKBONE", default_value = BACKBONE)]
+    backbone: PathBuf,
+    /// What runs the backbone.
+    #[arg(long, value_enum, default_value_t = EngineArg::Auto)]
+    engine: EngineArg,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    #[command(flatten)]
+    backbone: BackboneArgs,
+    /// The head folder: head.onnx, labels.txt, head.json and SHA256SUMS.
+    #[arg(long, env = "PINSIGHT_HEAD", default_value = HEAD)]
+    head: PathBuf,
+}
+
+impl ModelArgs {
+    fn resolve(self) -> ModelFiles {
+        ModelFiles {
+            backbone: self.backbone.backbone,
+            head: self.head,
+            engine: self.backbone.engine.into(),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ClassifyArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// How many labels to print for each image.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    top: u16,
+    /// Print one JSON object a line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Image files (JPEG, PNG, WebP, BMP).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+impl ClassifyArgs {
+    pub fn resolve(self) -> ClassifyConfig {
+        ClassifyConfig {
+            model: self.model.resolve(),
+            images: self.images,
+            top: self.top.into(),
+        }
+    }
+}
+
+/// What asks for a result.
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// Classify frame after frame.
+    Continuous,
+    /// Classify a burst of frames after each press of the config's trigger line.
+    Triggered,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A V4L2 camera (/dev/videoN), a folder of images, a glob pattern or an image file
+    /// [default: the deployment config's camera, else /dev/video0].
+    #[arg(long)]
+    source: Option<String>,
+    /// A deployment config (board/README.md): the board, the trigger and the output pins.
+    #[arg(long, env = "PINSIGHT_CONFIG")]
+    config: Option<PathBuf>,
+    /// What asks for a result.
+    #[arg(long, value_enum, default_value_t = ModeArg::Continuous)]
+    mode: ModeArg,
+    /// Stop after this many results (default: run until the source ends or a signal).
+    #[arg(long)]
+    frames: Option<u64>,
+    /// Classify at most this many frames a second.
+    #[arg(long, value_parser = positive_f64)]
+    fps: Option<f64>,
+    /// The smoothed probability the best class needs to be reported as the result's label.
+    #[arg(long, default_value_t = 0.5, value_parser = probability)]
+    threshold: f32,
+    /// Average the probabilities of this many frames [default: 3 for a camera, 1 for files].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    smooth: Option<u16>,
+    /// How many labels each result lists.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    top: u16,
+    /// Camera: the frame size to ask for (the driver picks the nearest it has).
+    #[arg(long, default_value = "640x480", value_parser = frame_size)]
+    size: (u32, u32),
+    /// Camera: the pixel format to insist on (YUYV, NV12, RGB3, BGR3, GREY, MJPG) [default: the
+    /// cheapest to convert that the camera offers].
+    #[arg(long, value_parser = pixel_format)]
+    format: Option<PixelFormat>,
+    /// After the loop ends, keep the output lines at their safe levels this many milliseconds
+    /// before exiting. Once pinsight exits the kernel releases the lines, and what a released
+    /// line does is up to the GPIO driver (gpio-sim returns it to its pull): a test rig reads
+    /// the safe levels in this time.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    hold_safe_ms: u64,
+}
+
+impl RunArgs {
+    pub fn resolve(self) -> RunConfig {
+        let (width, height) = self.size;
+        RunConfig {
+            model: self.model.resolve(),
+            source: self.source,
+            deployment: self.config,
+            mode: match self.mode {
+                ModeArg::Continuous => RunMode::Continuous,
+                ModeArg::Triggered => RunMode::Triggered,
+            },
+            camera: CameraSettings {
+                width,
+                height,
+                format: self.format,
+            },
+            frames: self.frames,
+            max_fps: self.fps,
+            top: self.top.into(),
+            threshold: self.threshold,
+            smooth: self.smooth.map(usize::from),
+            hold_safe: Duration::from_millis(self.hold_safe_ms),
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimizerArg {
+    Adam,
+    /// Stochastic gradient descent with momentum 0.9.
+    Sgd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ClassWeightsArg {
+    /// Balanced when the classes' photo counts differ by over 10%.
+    Auto,
+    /// Each class weighs in inversely to its photo count.
+    Balanced,
+    None,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// The photos: DATA_DIR/<class>/*.jpg, or DATA_DIR/{train,validation,test}/<class>/*.jpg.
+    data: PathBuf,
+    /// The head folder to write (replaced as a whole if it exists).
+    #[arg(long)]
+    out: PathBuf,
+    /// The backbone whose features the head learns from, and what runs it.
+    #[command(flatten)]
+    backbone: BackboneArgs,
+    /// A hidden layer of this many units (ReLU, with dropout) before the softmax layer; without
+    /// it the head is one softmax layer.
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Dropout on the hidden layer while training.
+    #[arg(long, default_value_t = 0.2)]
+    dropout: f32,
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    optimizer: OptimizerArg,
+    #[arg(long, default_value_t = 1e-2)]
+    learning_rate: f32,
+    /// Decoupled weight decay (AdamW style).
+    #[arg(long, default_value_t = 1e-2)]
+    weight_decay: f32,
+    /// The most epochs to train; the epoch with the lowest validation loss is kept.
+    #[arg(long, default_value_t = 100)]
+    epochs: usize,
+    /// Stop after this many epochs without a better validation loss.
+    #[arg(long, default_value_t = 10)]
+    patience: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// How much each class's photos weigh in the loss.
+    #[arg(long, value_enum, default_value_t = ClassWeightsArg::Auto)]
+    class_weights: ClassWeightsArg,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also learn from flipped, zoomed, brighter and darker copies of the training photos.
+    #[arg(long)]
+    augment: bool,
+    /// Standardise each feature to zero mean and unit variance while training (folded into the
+    /// written head). Off by default: with a few dozen photos a class it generalises worse.
+    #[arg(long)]
+    standardize: bool,
+    /// Where backbone features are cached [default: ~/.cache/pinsight/features].
+    #[arg(long)]
+    cache: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    pub fn resolve(self) -> TrainOptions {
+        let lr = self.learning_rate;
+        let config = TrainConfig {
+            head: self.hidden.map_or(HeadKind::Linear, |units| HeadKind::Hidden {
+                units,
+                dropout: self.dropout,
+            }),
+            optimizer: match self.optimizer {
+                OptimizerArg::Adam => Optimizer::Adam { lr },
+                OptimizerArg::Sgd => Optimizer::Sgd { lr, momentum: 0.9 },
+            },
+            weight_decay: self.weight_decay,
+            epochs: self.epochs,
+            patience: Some(self.patience),
+            batch_size: self.batch_size,
+            seed: self.seed,
+            class_weights: match self.class_weights {
+                ClassWeightsArg::Auto => ClassWeights::Auto,
+                ClassWeightsArg::Balanced => ClassWeights::Balanced,
+                ClassWeightsArg::None => ClassWeights::None,
+            },
+            standardize: self.standardize,
+        };
+        TrainOptions {
+            data: self.data,
+            out: self.out,
+            backbone: self.backbone.backbone,
+            engine: self.backbone.engine.into(),
+            cache: self.cache.unwrap_or_else(pinsight::train::default_cache_dir),
+            config,
+            augment: self.augment,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    /// The test split (the validation split when there is no test split).
+    Test,
+    Validation,
+    Train,
+    /// Every photo.
+    All,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The photos, laid out as for `pinsight train`.
+    data: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Which photos to evaluate on.
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    split: SplitArg,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "eval.json")]
+    json: PathBuf,
+    /// Where to write the confusion matrix picture.
+    #[arg(long, default_value = "confusion.png")]
+    png: PathBuf,
+}
+
+impl EvalArgs {
+    pub fn resolve(self) -> EvalOptions {
+        let model = self.model.resolve();
+        EvalOptions {
+            data: self.data,
+            split: match self.split {
+                SplitArg::Test => Split::Test,
+                SplitArg::Validation => Split::Validation,
+                SplitArg::Train => Split::Train,
+                SplitArg::All => Split::All,
+            },
+            backbone: model.backbone,
+            head: model.head,
+            engine: model.engine,
+            json: self.json,
+            png: self.png,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// A backbone ONNX file to measure, each in a process of its own; repeat for several
+    /// [default: the bundled int8 and float EfficientNet-Lite0 files].
+    #[arg(long, env = "PINSIGHT_BACKBONE")]
+    backbone: Vec<PathBuf>,
+    /// What runs each backbone.
+    #[arg(long, value_enum, default_value_t = EngineArg::Auto)]
+    engine: EngineArg,
+    /// The head folder run on every backbone's features (ImageNet's works with both bundled
+    /// backbones).
+    #[arg(long, env = "PINSIGHT_HEAD", default_value = HEAD)]
+    head: PathBuf,
+    /// Timed runs of each measurement, after one warm-up run. For a model the warm-up is its
+    /// first inference, which counts in the model-ready time: a model runs RUNS + 1 times.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..))]
+    runs: u16,
+    /// The photo the synthetic camera frames and the model's input are made from.
+    #[arg(long, default_value = "samples/rocket.jpg")]
+    photo: PathBuf,
+    /// Measure one backbone in this process and print one JSON line: ready time (load and
+    /// first inference), inference p50 and p99, peak RSS. Exactly RUNS + 1 inferences, for
+    /// counting instructions (scripts/insn-count).
+    #[arg(long)]
+    model_only: bool,
+}
+
+impl BenchArgs {
+    pub fn resolve(self) -> BenchOptions {
+        BenchOptions {
+            backbones: self.backbone,
+            engine: self.engine.into(),
+            head: self.head,
+            runs: self.runs.into(),
+            photo: self.photo,
+            model_only: self.model_only,
+        }
+    }
+}
+
+fn positive_f64(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value > 0.0 && value.is_finite() => Ok(value),
+        _ => Err(format!("{text:?} is not a positive number")),
+    }
+}
+
+fn probability(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text:?} is not a probability between 0 and 1")),
+    }
+}
+
+fn frame_size(text: &str) -> Result<(u32, u32), String> {
+    let parsed = text
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+    match parsed {
+        Some((width, height)) if width > 0 && height > 0 => Ok((width, height)),
+        _ => Err(format!("{text:?} is not a size like 640x480")),
+    }
+}
+
+fn pixel_format(text: &str) -> Result<PixelFormat, String> {
+    let code: [u8; 4] = text
+        .to_ascii_uppercase()
+        .into_bytes()
+        .try_into()
+        .map_err(|_| format!("{text:?} is not a four-letter code"))?;
+    PixelFormat::from_fourcc(&code).ok_or_else(|| {
+        format!("pinsight does not read {text:?}: use YUYV, NV12, RGB3, BGR3, GREY or MJPG")
+    })
+}

@@ -1,0 +1,330 @@
+//! `pinsight run` and `pinsight classify`: one pipeline from a frame source to results.
+//!
+//! [`run`] wires a run in the order that keeps the hardware safe: the output pins are requested
+//! at their safe levels first, then the frame source is opened (a missing camera is reported
+//! before the model spends time loading), then the model is loaded and the deployment's class
+//! names are checked against its labels, then the loop ([`pipeline`]) runs until the source
+//! ends, a frame limit or a signal; the outputs go back to their safe levels on every way out.
+//! [`classify`] is the same loop over a list of image files, without pins.
+
+mod pipeline;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use pipeline::{
+    Decided, Mode, RunOptions, RunSummary, StageTimes, TriggerReport, millis, run_loop,
+};
+
+use crate::board::{self, Deployment};
+use crate::frame::PixelFormat;
+use crate::gpio::cdev::Chip;
+use crate::gpio::{self, NoOutputs, Outputs, Presses, Signals, Trigger};
+use crate::model::{Classifier, Engine};
+use crate::scores::Guess;
+use crate::source::{Camera, CameraConfig, Files, FrameSource};
+use crate::{Error, Result};
+
+/// The model files and the engine that runs the backbone.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    pub backbone: PathBuf,
+    pub head: PathBuf,
+    pub engine: Engine,
+}
+
+impl ModelFiles {
+    /// Loads the classifier and logs how long it took and what runs it.
+    pub fn load(&self) -> Result<Classifier> {
+        let started = Instant::now();
+        let classifier = Classifier::load_with(&self.backbone, &self.head, self.engine)?;
+        log::info!(
+            "model ready in {:.0} ms ({} engine, {} kernels)",
+            started.elapsed().as_secs_f64() * 1e3,
+            classifier.engine(),
+            classifier.kernels()
+        );
+        Ok(classifier)
+    }
+}
+
+/// What asks the loop for a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Frame after frame.
+    Continuous,
+    /// A burst of frames after each press of the deployment's trigger line.
+    Triggered,
+}
+
+/// What to ask a camera for.
+#[derive(Debug, Clone, Copy)]
+pub struct CameraSettings {
+    /// The driver picks the nearest size it has.
+    pub width: u32,
+    pub height: u32,
+    /// A format to insist on, or `None` for the cheapest to convert that the camera offers.
+    pub format: Option<PixelFormat>,
+}
+
+/// Everything `pinsight run` is told.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub model: ModelFiles,
+    /// A camera (`/dev/…`), a folder, a glob pattern or a file; `None`: the deployment's
+    /// camera, else /dev/video0.
+    pub source: Option<String>,
+    /// The deployment config: board, trigger, outputs.
+    pub deployment: Option<PathBuf>,
+    pub mode: RunMode,
+    pub camera: CameraSettings,
+    /// Stop after this many results.
+    pub frames: Option<u64>,
+    /// Classify at most this many frames a second.
+    pub max_fps: Option<f64>,
+    /// Labels each result lists.
+    pub top: usize,
+    /// The smoothed probability the best class needs to be the result's label.
+    pub threshold: f32,
+    /// Frames averaged; `None`: 3 for a camera, 1 for files.
+    pub smooth: Option<usize>,
+    /// How long the outputs stay requested at their safe levels after the loop.
+    pub hold_safe: Duration,
+}
+
+/// Runs `pinsight run`: outputs safe, source, model, labels checked, the loop, outputs safe.
+/// Each result goes to `report`. SIGINT and SIGTERM end the loop after the current frame.
+pub fn run(
+    config: &RunConfig,
+    report: impl FnMut(&Decided) -> io::Result<()>,
+) -> Result<RunSummary> {
+    let deployment = config
+        .deployment
+        .as_deref()
+        .map(board::load)
+        .transpose()?;
+    let trigger = match (config.mode, &deployment) {
+        (RunMode::Continuous, _) => None,
+        (RunMode::Triggered, Some(deployment)) => match &deployment.trigger {
+            Some(trigger) => Some(trigger.clone()),
+            None => {
+                return Err(Error::Config {
+                    path: config.deployment.clone().unwrap_or_default(),
+                    reason: "--mode triggered needs a [trigger] in the deployment config".into(),
+                });
+            }
+        },
+        (RunMode::Triggered, None) => {
+            return Err(Error::Usage(
+                "--mode triggered needs --config with a [trigger] line".into(),
+            ));
+        }
+    };
+    // The outputs first, so that every line is at its safe level from the start.
+    let chip = deployment.as_ref().map(Chip::find).transpose()?;
+    let signals: Arc<Mutex<dyn Signals>> = match (&deployment, &chip) {
+        (Some(deployment), Some(chip)) => {
+            let pins = deployment
+                .outputs
+                .iter()
+                .map(|spec| Ok((spec.clone(), chip.output(spec)?)))
+                .collect::<Result<Vec<_>>>()?;
+            Arc::new(Mutex::new(Outputs::new(pins)?))
+        }
+        _ => Arc::new(Mutex::new(NoOutputs)),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone(), Arc::downgrade(&signals))?;
+
+    let (mut source, is_camera) = open_source(config, deployment.as_ref())?;
+    let classifier = config.model.load()?;
+    if let (Some(deployment), Some(path)) = (&deployment, &config.deployment) {
+        deployment
+            .check_labels(classifier.labels())
+            .map_err(|reason| Error::Config {
+                path: path.clone(),
+                reason,
+            })?;
+    }
+    let mut presses = match (&trigger, &chip) {
+        (Some(spec), Some(chip)) => {
+            let trigger = Trigger::new(chip.trigger(spec)?, spec.edge, spec.debounce)?;
+            Some(Presses::spawn(trigger, stop.clone()))
+        }
+        _ => None,
+    };
+    let mode = match (&mut presses, &trigger) {
+        (Some(presses), Some(spec)) => Mode::Triggered {
+            presses,
+            burst: spec.burst,
+            cooldown: spec.cooldown,
+        },
+        _ => Mode::Continuous,
+    };
+    let options = RunOptions {
+        frames: config.frames,
+        max_fps: config.max_fps,
+        top: config.top,
+        threshold: config.threshold,
+        smooth: config.smooth.unwrap_or(if is_camera { 3 } else { 1 }),
+    };
+    let summary = run_loop(
+        source.as_mut(),
+        &classifier,
+        &options,
+        mode,
+        &*signals,
+        &stop,
+        report,
+    )?;
+    // The trigger thread ends on the stop flag.
+    stop.store(true, Ordering::Relaxed);
+    if deployment.is_some() {
+        gpio::lock(&signals).make_safe();
+        log::info!("outputs at their safe levels");
+        std::thread::sleep(config.hold_safe);
+    }
+    log::info!(
+        "{} results, {} frames skipped as corrupt, {} dropped for newer ones",
+        summary.decided,
+        summary.skipped,
+        summary.dropped
+    );
+    Ok(summary)
+}
+
+/// The frame source the config names, and whether it is a camera.
+fn open_source(
+    config: &RunConfig,
+    deployment: Option<&Deployment>,
+) -> Result<(Box<dyn FrameSource>, bool)> {
+    let name = config
+        .source
+        .clone()
+        .or_else(|| Some(deployment?.camera.as_ref()?.display().to_string()))
+        .unwrap_or_else(|| "/dev/video0".into());
+    if !name.starts_with("/dev/") {
+        return Ok((Box::new(Files::open(&name)?), false));
+    }
+    let camera = Camera::open(CameraConfig {
+        device: name.into(),
+        width: config.camera.width,
+        height: config.camera.height,
+        format: config.camera.format,
+    })?;
+    Ok((Box::new(camera), true))
+}
+
+/// SIGINT and SIGTERM stop the run loop, which then sets the outputs safe as it returns. A
+/// second signal, should the loop be stuck, sets them safe from here and ends the process.
+/// The outputs are held weakly: when [`run`] returns, with or without an error, its handle is
+/// the last, and dropping it sets them safe.
+fn watch_signals(stop: Arc<AtomicBool>, signals: Weak<Mutex<dyn Signals>>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut incoming = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Error::Internal(format!("cannot watch for signals: {e}")))?;
+    std::thread::spawn(move || {
+        for signal in incoming.forever() {
+            if stop.swap(true, Ordering::Relaxed) {
+                if let Some(signals) = signals.upgrade() {
+                    gpio::lock(&signals).make_safe();
+                }
+                log::warn!("second signal {signal}: outputs set safe, exiting at once");
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Everything `pinsight classify` is told.
+#[derive(Debug, Clone)]
+pub struct ClassifyConfig {
+    pub model: ModelFiles,
+    /// Classified in this order.
+    pub images: Vec<PathBuf>,
+    /// Labels each result lists.
+    pub top: usize,
+}
+
+/// Runs `pinsight classify`: the run loop over the image files, one result each, without
+/// smoothing or pins. An image that cannot be read is named in the log and skipped; the others
+/// are still classified, and the error at the end counts the skipped ones.
+pub fn classify(
+    config: &ClassifyConfig,
+    report: impl FnMut(&Decided) -> io::Result<()>,
+) -> Result<()> {
+    let classifier = config.model.load()?;
+    let mut source = Files::from_paths(config.images.clone());
+    let options = RunOptions {
+        frames: None,
+        max_fps: None,
+        top: config.top,
+        threshold: 0.0,
+        smooth: 1,
+    };
+    let summary = run_loop(
+        &mut source,
+        &classifier,
+        &options,
+        Mode::Continuous,
+        &Mutex::new(NoOutputs),
+        &AtomicBool::new(false),
+        report,
+    )?;
+    if summary.skipped > 0 {
+        return Err(Error::Unreadable {
+            failed: summary.skipped,
+            total: config.images.len(),
+        });
+    }
+    Ok(())
+}
+
+/// A result as `pinsight run` prints it: one JSON line.
+pub fn print_json_line(out: &mut impl Write, result: &Decided) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, result)?;
+    writeln!(out)?;
+    out.flush()
+}
+
+/// A result as `pinsight classify` prints it: the path and its top labels as a table, or as
+/// one JSON object a line with the time each stage took.
+pub fn print_classified(out: &mut impl Write, result: &Decided, json: bool) -> io::Result<()> {
+    if json {
+        #[derive(Serialize)]
+        struct Classified<'a> {
+            path: &'a str,
+            top: &'a [Guess],
+            ms: ClassifyTimes,
+        }
+        #[derive(Serialize)]
+        struct ClassifyTimes {
+            decode: f64,
+            preprocess: f64,
+            inference: f64,
+        }
+        let line = Classified {
+            path: result.source,
+            top: &result.top,
+            ms: ClassifyTimes {
+                decode: result.ms.decode,
+                preprocess: result.ms.preprocess,
+                inference: result.ms.inference,
+            },
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        writeln!(out)
+    } else {
+        writeln!(out, "{}", result.source)?;
+        for guess in &result.top {
+            writeln!(out, "  {:>6.2}%  {}", 100.0 * guess.score, guess.label)?;
+        }
+        Ok(())
+    }
+}
