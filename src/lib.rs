@@ -6,7 +6,7 @@
 //! ranked ([`scores`]) and smoothed into a decision ([`decide`]); [`run`] is the loop that ties
 //! them together, and [`gpio`] shows its results on pins as a [`board`] profile and a
 //! deployment config say. Model files are verified against their checksums before anything parses them
-//! ([`checksum`], [`head`]).
+//! ([`checksum`], [`model::head`]).
 
 pub mod bench;
 pub mod board;
@@ -18,7 +18,6 @@ pub mod features;
 pub mod files;
 pub mod frame;
 pub mod gpio;
-pub mod head;
 pub mod image_file;
 pub mod learn;
 pub mod model;
