@@ -1,5 +1,6 @@
 //! Times pinsight's backbone engines on one photo, 1 thread: model ready (load), first result,
-//! and the median of N further runs; with two engines, the cosine between their features.
+//! and the median inference time of N further runs (preprocessing is timed apart and left
+//! out); with two engines, the cosine between their features.
 //!
 //!     cargo run --release --example engines -- PHOTO [RUNS] [ENGINES] [BACKBONE]
 //!     cargo run --release --example engines -- samples/coffee.png 30 tract,int8
@@ -7,7 +8,8 @@
 //! ENGINES is a comma-separated list of `tract`, `int8`, `auto` (default `tract,int8`);
 //! BACKBONE defaults to the int8 EfficientNet-Lite0. For instruction counts under QEMU (see
 //! ../shared/tools/qemu-insn), run one engine with RUNS 0 and RUNS 10: the difference over 10
-//! is one inference.
+//! is one preprocessing and one inference (`pinsight bench --model-only`, which
+//! scripts/insn-count runs, counts inference alone).
 
 use std::path::Path;
 use std::time::Instant;
@@ -32,25 +34,22 @@ fn main() {
         String::as_str,
     );
     let image = pinsight::decode::load_rgb(Path::new(photo)).expect("a photo");
-    let mut input = Vec::new();
-    pinsight::preprocess::Preprocessor::default().tensor(&image, &mut input);
     let mut all = Vec::new();
     for engine in engines {
         let started = Instant::now();
         let model = Backbone::load_with(Path::new(backbone), engine).expect("a backbone");
         let ready = started.elapsed();
-        let features = model.features(&input).expect("features");
+        let features = model.features_of(&image).expect("features");
         let first = started.elapsed();
         let mut times: Vec<f64> = (0..runs)
-            .map(|_| {
-                let started = Instant::now();
-                model.features(&input).expect("features");
-                started.elapsed().as_secs_f64() * 1e3
-            })
+            .map(|_| model.extract(&image).expect("features").inference_ms)
             .collect();
         times.sort_by(f64::total_cmp);
+        let kernels = model
+            .kernels()
+            .map_or(String::new(), |k| format!(", {k} kernels"));
         println!(
-            "{engine} (runs on {}): ready {:.1} ms, first result {:.1} ms, median {:.2} ms of {runs}",
+            "{engine} (runs on {}{kernels}): ready {:.1} ms, first result {:.1} ms, median {:.2} ms of {runs}",
             model.engine(),
             ready.as_secs_f64() * 1e3,
             first.as_secs_f64() * 1e3,

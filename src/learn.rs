@@ -10,9 +10,9 @@ use serde_json::json;
 
 use crate::dataset::{Photo, PhotoSet};
 use crate::features::{Extractor, Variant};
-use crate::head::{HeadMeta, write_head_dir};
 use crate::decode::load_rgb;
-use crate::model::{Backbone, Classifier, DenseLayer, head_onnx};
+use crate::model::head::{DenseLayer, HeadMeta, head_onnx, write_head_dir};
+use crate::model::{Backbone, Classifier};
 use crate::preprocess::Preprocessor;
 use crate::report::EvalReport;
 use crate::train::{self, Dataset, Evaluation, Head, HeadKind, TrainConfig, TrainReport};

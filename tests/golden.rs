@@ -4,7 +4,6 @@
 mod common;
 
 use pinsight::decode::load_rgb;
-use pinsight::preprocess::Preprocessor;
 use pinsight::scores::top_k;
 
 #[test]
@@ -12,8 +11,6 @@ fn real_photos_get_their_labels_in_the_top_5() {
     let classifier = common::imagenet_classifier();
     let manifest =
         std::fs::read_to_string(common::repo().join("tests/fixtures/golden.tsv")).unwrap();
-    let mut preprocessor = Preprocessor::default();
-    let mut input = Vec::new();
     let mut misses = Vec::new();
     let mut checked = 0;
     for line in manifest
@@ -26,9 +23,8 @@ fn real_photos_get_their_labels_in_the_top_5() {
             "{expected:?} is no ImageNet label"
         );
         let image = load_rgb(&common::repo().join(photo)).unwrap();
-        preprocessor.tensor(&image, &mut input);
         let top = top_k(
-            &classifier.probabilities(&input).unwrap(),
+            &classifier.classify(&image).unwrap().probabilities,
             classifier.labels(),
             5,
         );
@@ -50,9 +46,7 @@ fn real_photos_get_their_labels_in_the_top_5() {
 fn probabilities_are_a_distribution() {
     let classifier = common::imagenet_classifier();
     let image = load_rgb(&common::repo().join("samples/coffee.png")).unwrap();
-    let mut input = Vec::new();
-    Preprocessor::default().tensor(&image, &mut input);
-    let probabilities = classifier.probabilities(&input).unwrap();
+    let probabilities = classifier.classify(&image).unwrap().probabilities;
     assert_eq!(probabilities.len(), 1000);
     assert!(probabilities.iter().all(|p| (0.0..=1.0).contains(p)));
     assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-4);

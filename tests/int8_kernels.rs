@@ -1,8 +1,11 @@
 //! The int8 executor's kernels against plain reference implementations written from the ONNX
 //! definitions (QLinearConv, QLinearAdd, QuantizeLinear), on random shapes, strides, paddings
 //! and zero points. The SIMD kernels (AVX2 on x86, NEON on aarch64) and the portable ones must
-//! both give exactly the reference's bytes: the same f32 operations in the same order.
+//! both give exactly the reference's bytes: the same f32 operations in the same order. Each
+//! kernel is run on every kernel set this machine can execute (`KernelSet::runnable`: the
+//! portable set and the detected one, and on aarch64 with dotprod the NEON set without it).
 
+use pinsight::model::KernelSet;
 use pinsight::model::int8::kernels::{self, im2col, mean_nhwc, quantize_nchw_to_nhwc};
 use pinsight::model::int8::{
     DepthwiseConv, PointwiseConv, Quantization, QuantizedAdd, Requantizer, Window,
@@ -147,13 +150,21 @@ fn depthwise_matches_the_reference_on_random_shapes() {
             (&scales, zero, min, max),
         );
         let (oh, ow) = window.output(h, w);
-        let mut fast = vec![0u8; oh * ow * c];
-        conv.run(&input, (h, w), &mut fast, &mut zeros);
         let mut portable = vec![0u8; oh * ow * c];
-        conv.run_portable(&input, (h, w), &mut portable, &mut zeros);
+        conv.run(
+            &input,
+            (h, w),
+            &mut portable,
+            &mut zeros,
+            KernelSet::Portable,
+        );
         let what = format!("case {case}: {h}x{w}x{c}, {window:?}, x_zero {x_zero}");
         assert_eq!(portable, expected, "portable, {what}");
-        assert_eq!(fast, expected, "fast, {what}");
+        for kernels in KernelSet::runnable() {
+            let mut fast = vec![0u8; oh * ow * c];
+            conv.run(&input, (h, w), &mut fast, &mut zeros, kernels);
+            assert_eq!(fast, expected, "fast ({kernels}), {what}");
+        }
     }
 }
 
@@ -200,36 +211,35 @@ fn pointwise_matches_the_reference_on_random_shapes() {
         };
         let (requant, scales, zero, min, max) =
             random_requantizer(&mut random, m, 128.0 * 128.0 * k as f32 / 8.0);
-        let conv = PointwiseConv::new(&weights, &bias, k, x_zero, requant, pixels).unwrap();
-        let mut scratch = conv.scratch();
-        let mut out = vec![0u8; pixels * m];
-        conv.run(&input, &mut out, &mut scratch).unwrap();
-        let expected = pointwise_reference(
-            &input,
-            k,
-            &weights,
-            &bias,
-            x_zero,
-            (&scales, zero, min, max),
-        );
-        assert_eq!(
-            out,
-            expected,
-            "case {case}: m {m}, k {k}, {pixels} pixels, x_zero {x_zero}, kernel {}",
-            conv.kernel_name()
-        );
-        // A second run on the same scratch, with other pixels, must not see the first.
-        let input = random.bytes(pixels * k);
-        conv.run(&input, &mut out, &mut scratch).unwrap();
-        let expected = pointwise_reference(
-            &input,
-            k,
-            &weights,
-            &bias,
-            x_zero,
-            (&scales, zero, min, max),
-        );
-        assert_eq!(out, expected, "case {case}, second run");
+        let second_input = random.bytes(pixels * k);
+        for kernels in KernelSet::runnable() {
+            let conv =
+                PointwiseConv::new(&weights, &bias, k, x_zero, requant.clone(), pixels, kernels)
+                    .unwrap();
+            let mut scratch = conv.scratch();
+            let mut out = vec![0u8; pixels * m];
+            conv.run(&input, &mut out, &mut scratch).unwrap();
+            let expected = pointwise_reference(
+                &input,
+                k,
+                &weights,
+                &bias,
+                x_zero,
+                (&scales, zero, min, max),
+            );
+            assert_eq!(
+                out,
+                expected,
+                "case {case}: m {m}, k {k}, {pixels} pixels, x_zero {x_zero}, kernel {} ({kernels})",
+                conv.kernel_name()
+            );
+            // A second run on the same scratch, with other pixels, must not see the first.
+            let input = &second_input;
+            conv.run(input, &mut out, &mut scratch).unwrap();
+            let expected =
+                pointwise_reference(input, k, &weights, &bias, x_zero, (&scales, zero, min, max));
+            assert_eq!(out, expected, "case {case}, second run ({kernels})");
+        }
     }
 }
 
@@ -303,10 +313,24 @@ fn im2col_then_pointwise_is_a_convolution() {
             &mut Vec::new(),
             &mut columns,
         );
-        let conv = PointwiseConv::new(&reordered, &bias, kk, x_zero, requant, oh * ow).unwrap();
-        let mut out = vec![0u8; oh * ow * m];
-        conv.run(&columns, &mut out, &mut conv.scratch()).unwrap();
-        assert_eq!(out, expected, "case {case}: {h}x{w}x{c} -> {m}, {window:?}");
+        for kernels in KernelSet::runnable() {
+            let conv = PointwiseConv::new(
+                &reordered,
+                &bias,
+                kk,
+                x_zero,
+                requant.clone(),
+                oh * ow,
+                kernels,
+            )
+            .unwrap();
+            let mut out = vec![0u8; oh * ow * m];
+            conv.run(&columns, &mut out, &mut conv.scratch()).unwrap();
+            assert_eq!(
+                out, expected,
+                "case {case}: {h}x{w}x{c} -> {m}, {window:?} ({kernels})"
+            );
+        }
     }
 }
 
@@ -324,12 +348,14 @@ fn requantization_of_whole_pixels_matches_the_reference() {
             .enumerate()
             .map(|(i, &a)| requantize(i64::from(a), scales[i % m], zero, min, max))
             .collect();
-        let mut fast = vec![0u8; acc.len()];
-        requant.run_pixels(&acc, &mut fast);
         let mut portable = vec![0u8; acc.len()];
-        requant.run_pixels_portable(&acc, &mut portable);
+        requant.run_pixels(&acc, &mut portable, KernelSet::Portable);
         assert_eq!(portable, expected, "portable, {m} channels");
-        assert_eq!(fast, expected, "fast, {m} channels");
+        for kernels in KernelSet::runnable() {
+            let mut fast = vec![0u8; acc.len()];
+            requant.run_pixels(&acc, &mut fast, kernels);
+            assert_eq!(fast, expected, "fast ({kernels}), {m} channels");
+        }
     }
 }
 
@@ -360,14 +386,17 @@ fn add_quantize_and_mean_match_their_definitions() {
         };
         let n = 1 + random.below(300);
         let (a, b) = (random.bytes(n), random.bytes(n));
-        let mut out = vec![0u8; n];
-        add.run(&a, &b, &mut out);
-        for i in 0..n {
-            let real = add.a.scale * (f32::from(a[i]) - f32::from(add.a.zero_point))
-                + add.b.scale * (f32::from(b[i]) - f32::from(add.b.zero_point));
-            let expected = ((real / add.y.scale).round_ties_even() + f32::from(add.y.zero_point))
+        for kernels in KernelSet::runnable() {
+            let mut out = vec![0u8; n];
+            add.run(&a, &b, &mut out, kernels);
+            for i in 0..n {
+                let real = add.a.scale * (f32::from(a[i]) - f32::from(add.a.zero_point))
+                    + add.b.scale * (f32::from(b[i]) - f32::from(add.b.zero_point));
+                let expected = ((real / add.y.scale).round_ties_even()
+                    + f32::from(add.y.zero_point))
                 .clamp(0.0, 255.0) as u8;
-            assert_eq!(out[i], expected, "add {i}: {add:?}");
+                assert_eq!(out[i], expected, "add {i}: {add:?} ({kernels})");
+            }
         }
 
         let (h, w, c) = (
@@ -380,31 +409,39 @@ fn add_quantize_and_mean_match_their_definitions() {
             .collect();
         let iq = q(&mut random);
         let mut quantized = vec![0u8; image.len()];
-        quantize_nchw_to_nhwc(&image, c, iq, &mut quantized);
-        for ch in 0..c {
-            for p in 0..h * w {
-                let x = image[ch * h * w + p];
-                let expected = ((x / iq.scale).round_ties_even() + f32::from(iq.zero_point))
-                    .clamp(0.0, 255.0) as u8;
-                assert_eq!(quantized[p * c + ch], expected, "quantize {x} with {iq:?}");
+        for kernels in KernelSet::runnable() {
+            quantize_nchw_to_nhwc(&image, c, iq, &mut quantized, kernels);
+            for ch in 0..c {
+                for p in 0..h * w {
+                    let x = image[ch * h * w + p];
+                    let expected = ((x / iq.scale).round_ties_even() + f32::from(iq.zero_point))
+                        .clamp(0.0, 255.0) as u8;
+                    assert_eq!(
+                        quantized[p * c + ch],
+                        expected,
+                        "quantize {x} with {iq:?} ({kernels})"
+                    );
+                }
             }
         }
 
-        let mut features = vec![0f32; c];
-        mean_nhwc(&quantized, c, iq, &mut features);
-        for ch in 0..c {
-            let mean = (0..h * w)
-                .map(|p| {
-                    f64::from(iq.scale)
-                        * (f64::from(quantized[p * c + ch]) - f64::from(iq.zero_point))
-                })
-                .sum::<f64>()
-                / (h * w) as f64;
-            assert!(
-                (f64::from(features[ch]) - mean).abs() < 1e-5,
-                "mean {ch}: {} vs {mean}",
-                features[ch]
-            );
+        for kernels in KernelSet::runnable() {
+            let mut features = vec![0f32; c];
+            mean_nhwc(&quantized, c, iq, &mut features, kernels);
+            for ch in 0..c {
+                let mean = (0..h * w)
+                    .map(|p| {
+                        f64::from(iq.scale)
+                            * (f64::from(quantized[p * c + ch]) - f64::from(iq.zero_point))
+                    })
+                    .sum::<f64>()
+                    / (h * w) as f64;
+                assert!(
+                    (f64::from(features[ch]) - mean).abs() < 1e-5,
+                    "mean {ch}: {} vs {mean} ({kernels})",
+                    features[ch]
+                );
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use pinsight::model::{Backbone, Engine};
+use pinsight::model::{Backbone, CpuFeatures, Engine, KernelSet};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -130,6 +130,30 @@ fn engines_report_what_runs() {
     assert_eq!(auto.feature_len(), 1280);
 }
 
+/// Every kernel set this machine can execute gives the whole backbone the same features, bit
+/// for bit: each kernel matches the same reference exactly (tests/int8_kernels.rs).
+#[test]
+fn every_kernel_set_gives_the_same_features() {
+    let dir = common::repo().join("tests/fixtures/int8");
+    let reference = reference(&dir);
+    let crop = reference.features.keys().next().expect("a crop");
+    let input = tensor(&dir.join(crop));
+    let features = |kernels: KernelSet| {
+        let backbone = Backbone::load_on(&common::int8_backbone(), Engine::Int8, kernels).unwrap();
+        assert_eq!(backbone.kernels(), Some(kernels));
+        backbone.features(&input).unwrap()
+    };
+    let detected = CpuFeatures::detected();
+    let expected = features(detected.kernels());
+    for kernels in KernelSet::runnable() {
+        assert!(
+            features(kernels) == expected,
+            "{crop}: the {kernels} kernels differ from the {} ones ({detected})",
+            detected.kernels()
+        );
+    }
+}
+
 /// On held-out ImageNet photos, which stay outside the repository: run
 /// `models/int8_reference.py --out DIR --imagenet ../shared/data/imagenet-val --count 100`, then
 /// `PINSIGHT_INT8_REFERENCE=DIR cargo test --release --test int8_model -- --ignored --nocapture`.
@@ -148,7 +172,6 @@ fn int8_engine_matches_onnxruntime_on_held_out_photos() {
 fn both_engines_rank_the_golden_photos_alike() {
     use pinsight::decode::load_rgb;
     use pinsight::model::Classifier;
-    use pinsight::preprocess::Preprocessor;
     use pinsight::scores::top_k;
 
     let load = |engine| {
@@ -161,16 +184,14 @@ fn both_engines_rank_the_golden_photos_alike() {
     );
     let manifest =
         std::fs::read_to_string(common::repo().join("tests/fixtures/golden.tsv")).unwrap();
-    let mut preprocessor = Preprocessor::default();
-    let mut input = Vec::new();
     for line in manifest
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
     {
         let (photo, _) = line.split_once('\t').unwrap();
-        preprocessor.tensor(&load_rgb(&common::repo().join(photo)).unwrap(), &mut input);
+        let image = load_rgb(&common::repo().join(photo)).unwrap();
         let best = |c: &Classifier| {
-            top_k(&c.probabilities(&input).unwrap(), c.labels(), 1)[0]
+            top_k(&c.classify(&image).unwrap().probabilities, c.labels(), 1)[0]
                 .label
                 .clone()
         };

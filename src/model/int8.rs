@@ -18,6 +18,10 @@
 //! The heavy lifting stays in tract-linalg: pointwise convolutions (88% of the arithmetic) are
 //! its int8 matrix kernels on weights packed at load ([`pointwise`]). Depthwise convolutions
 //! are direct kernels here ([`depthwise`]); the rest is element-wise ([`kernels`]).
+//!
+//! Which SIMD kernels run (AVX2, NEON with or without SDOT, or none) is the
+//! [`KernelSet`] the executor is built with, picked from the CPU features probed once
+//! ([`super::cpu`]) and passed down to every kernel; no kernel probes the CPU itself.
 
 pub mod depthwise;
 #[cfg(target_arch = "aarch64")]
@@ -35,6 +39,7 @@ pub use depthwise::DepthwiseConv;
 pub use kernels::{Quantization, QuantizedAdd, Requantizer, Window};
 pub use pointwise::{PointwiseConv, PointwiseScratch};
 
+use super::cpu::KernelSet;
 use graph::{Activation, Op, Program};
 
 /// What one step computes.
@@ -68,6 +73,7 @@ pub(crate) struct Int8Backbone {
     input_shape: [usize; 4],
     feature_len: usize,
     buffer_sizes: Vec<usize>,
+    kernels: KernelSet,
     scratch: Mutex<Scratch>,
 }
 
@@ -81,13 +87,15 @@ struct Scratch {
 }
 
 impl Int8Backbone {
-    /// Reads `graph`; `Err` says why the int8 executor cannot run it.
-    pub(crate) fn new(graph: &GraphProto) -> Result<Int8Backbone, String> {
+    /// Reads `graph` for running on `kernels`; `Err` says why the int8 executor cannot run it.
+    /// Panics if this CPU cannot execute `kernels`.
+    pub(crate) fn new(graph: &GraphProto, kernels: KernelSet) -> Result<Int8Backbone, String> {
+        kernels.assert_runs_here();
         let program = graph::read(graph)?;
-        Int8Backbone::compile(program).map_err(|e| format!("{e:#}"))
+        Int8Backbone::compile(program, kernels).map_err(|e| format!("{e:#}"))
     }
 
-    fn compile(program: Program) -> TractResult<Int8Backbone> {
+    fn compile(program: Program, kernels: KernelSet) -> TractResult<Int8Backbone> {
         let buffers = assign_buffers(&program);
         let mut buffer_sizes = vec![0usize; buffers.iter().flatten().max().map_or(0, |&b| b + 1)];
         let mut steps = Vec::with_capacity(program.steps.len());
@@ -106,7 +114,7 @@ impl Int8Backbone {
                     feature_len = oc;
                     Kernel::Mean(step.inputs[0].q)
                 }
-                Op::Conv(conv) => compile_conv(conv, &step.inputs[0], &step.output)?,
+                Op::Conv(conv) => compile_conv(conv, &step.inputs[0], &step.output, kernels)?,
             };
             let inputs = step
                 .inputs
@@ -140,7 +148,7 @@ impl Int8Backbone {
             ..Scratch::default()
         };
         log::debug!(
-            "int8 executor: {} steps, {} activation buffers ({} KiB); kernels {:?}",
+            "int8 executor: {} steps, {} activation buffers ({} KiB); {kernels} kernels, matrix kernels {:?}",
             steps.len(),
             buffer_sizes.len(),
             buffer_sizes.iter().sum::<usize>() / 1024,
@@ -158,6 +166,7 @@ impl Int8Backbone {
             input_shape: [1, c, h, w],
             feature_len,
             buffer_sizes,
+            kernels,
             scratch: Mutex::new(scratch),
         })
     }
@@ -168,6 +177,10 @@ impl Int8Backbone {
 
     pub(crate) fn feature_len(&self) -> usize {
         self.feature_len
+    }
+
+    pub(crate) fn kernels(&self) -> KernelSet {
+        self.kernels
     }
 
     /// The pooled features of one float NCHW image.
@@ -195,9 +208,13 @@ impl Int8Backbone {
                 &scratch.buffers[buffer][..h * w * c]
             };
             match &step.kernel {
-                Kernel::Quantize(q) => {
-                    kernels::quantize_nchw_to_nhwc(image, self.input_shape[1], *q, out)
-                }
+                Kernel::Quantize(q) => kernels::quantize_nchw_to_nhwc(
+                    image,
+                    self.input_shape[1],
+                    *q,
+                    out,
+                    self.kernels,
+                ),
                 Kernel::Pointwise(conv) => {
                     let pointwise = scratch.pointwise[ix].as_mut().expect("pointwise scratch");
                     conv.run(input(0), out, pointwise)?
@@ -210,6 +227,7 @@ impl Int8Backbone {
                         (h, w),
                         out,
                         &mut scratch.zeros,
+                        self.kernels,
                     )
                 }
                 Kernel::General { window, pad, conv } => {
@@ -229,10 +247,10 @@ impl Int8Backbone {
                     let pointwise = scratch.pointwise[ix].as_mut().expect("pointwise scratch");
                     conv.run(columns, out, pointwise)?
                 }
-                Kernel::Add(add) => add.run(input(0), input(1), out),
+                Kernel::Add(add) => add.run(input(0), input(1), out, self.kernels),
                 Kernel::Mean(q) => {
                     let (_, (_, _, c)) = step.inputs[0];
-                    kernels::mean_nhwc(input(0), c, *q, &mut features)
+                    kernels::mean_nhwc(input(0), c, *q, &mut features, self.kernels)
                 }
             }
             if !output.is_empty() {
@@ -243,7 +261,12 @@ impl Int8Backbone {
     }
 }
 
-fn compile_conv(conv: &graph::Conv, x: &Activation, y: &Activation) -> TractResult<Kernel> {
+fn compile_conv(
+    conv: &graph::Conv,
+    x: &Activation,
+    y: &Activation,
+    kernels: KernelSet,
+) -> TractResult<Kernel> {
     let (h, w, c) = x.shape;
     let (oh, ow, m) = y.shape;
     let requant = Requantizer::new(conv.multipliers.clone(), y.q.zero_point, conv.min, conv.max);
@@ -271,6 +294,7 @@ fn compile_conv(conv: &graph::Conv, x: &Activation, y: &Activation) -> TractResu
             x.q.zero_point,
             requant,
             h * w,
+            kernels,
         )?));
     }
     // im2col rows are (ky, kx, c), padded to a multiple of 16 bytes that meet zero weights
@@ -288,7 +312,15 @@ fn compile_conv(conv: &graph::Conv, x: &Activation, y: &Activation) -> TractResu
     Ok(Kernel::General {
         window: conv.window,
         pad: x.q.zero_point,
-        conv: PointwiseConv::new(&weights, &conv.bias, k, x.q.zero_point, requant, oh * ow)?,
+        conv: PointwiseConv::new(
+            &weights,
+            &conv.bias,
+            k,
+            x.q.zero_point,
+            requant,
+            oh * ow,
+            kernels,
+        )?,
     })
 }
 

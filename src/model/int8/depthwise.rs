@@ -5,9 +5,11 @@
 //! The input is first copied inside a border of its zero point, whose contribution
 //! `(zero_point − zero_point) × w` is 0, so every window lies inside the copy and the taps of
 //! each output pixel sit at fixed offsets from its first: the inner loops have no border case.
-//! The portable kernel is the reference the SIMD ones are tested against.
+//! The portable kernel is the reference the SIMD ones are tested against; which one runs is
+//! the [`KernelSet`] the caller passes.
 
 use super::kernels::{Requantizer, Window};
+use crate::model::cpu::KernelSet;
 
 /// One depthwise convolution layer (ONNX Conv with `group` = channels, one filter per channel).
 #[derive(Clone, Debug)]
@@ -65,36 +67,16 @@ impl DepthwiseConv {
     }
 
     /// Convolves `input` (`h` × `w` × channels) into `output` (the window's output size ×
-    /// channels). `scratch` is reused space for a padded copy of the input.
+    /// channels) on `kernels`. `scratch` is reused space for a padded copy of the input.
     pub fn run(
         &self,
         input: &[u8],
         (h, w): (usize, usize),
         output: &mut [u8],
         scratch: &mut Vec<u8>,
+        kernels: KernelSet,
     ) {
-        self.run_with(input, (h, w), output, scratch, Kernel::best())
-    }
-
-    /// As [`Self::run`], with the portable kernel whatever the CPU offers.
-    pub fn run_portable(
-        &self,
-        input: &[u8],
-        (h, w): (usize, usize),
-        output: &mut [u8],
-        scratch: &mut Vec<u8>,
-    ) {
-        self.run_with(input, (h, w), output, scratch, Kernel::Portable)
-    }
-
-    fn run_with(
-        &self,
-        input: &[u8],
-        (h, w): (usize, usize),
-        output: &mut [u8],
-        scratch: &mut Vec<u8>,
-        kernel: Kernel,
-    ) {
+        kernels.assert_runs_here();
         let c = self.channels;
         let (oh, ow) = self.window.output(h, w);
         assert_eq!(input.len(), h * w * c, "depthwise input length");
@@ -116,7 +98,7 @@ impl DepthwiseConv {
             .collect();
         for (oy, out) in output.chunks_exact_mut(ow * c).enumerate() {
             let first = oy * sh * padded_width * c;
-            self.inner_run(padded, first, &offsets, sw * c, out, zeros, kernel);
+            self.inner_run(padded, first, &offsets, sw * c, out, zeros, kernels);
         }
     }
 
@@ -131,14 +113,14 @@ impl DepthwiseConv {
         step: usize,
         output: &mut [u8],
         zeros: &[u8],
-        kernel: Kernel,
+        kernels: KernelSet,
     ) {
         let c = self.channels;
         let pixels = output.len() / c;
         let last = first + (pixels - 1) * step + offsets[offsets.len() - 1] + c;
         assert!(last <= input.len(), "depthwise window outside the input");
         #[cfg(target_arch = "aarch64")]
-        if kernel == Kernel::Neon {
+        if matches!(kernels, KernelSet::Neon | KernelSet::NeonDotprod) {
             let mut p = 0;
             let mut rows: Vec<*const u8> = offsets
                 .iter()
@@ -146,8 +128,8 @@ impl DepthwiseConv {
                 .collect();
             while p < pixels {
                 let out = &mut output[p * c..];
-                // SAFETY: every row read is inside `input` (checked above) and `out` holds
-                // the pixels written.
+                // SAFETY: the CPU has NEON (`run` asserted `kernels.runs_here()`), every row
+                // read is inside `input` (checked above) and `out` holds the pixels written.
                 let done = unsafe {
                     if pixels - p >= 4 {
                         neon::pixels::<4>(self, &rows, step, out)
@@ -174,29 +156,33 @@ impl DepthwiseConv {
         for (p, out) in output.chunks_exact_mut(c).enumerate() {
             rows.clear();
             rows.extend(offsets.iter().map(|&o| &input[first + p * step + o..][..c]));
-            self.pixel(&mut rows, out, zeros, kernel);
+            self.pixel(&mut rows, out, zeros, kernels);
         }
     }
 
     /// One output pixel from its taps' input rows (`zeros` pads them to an even count for
     /// AVX2).
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-    fn pixel<'a>(&self, rows: &mut Vec<&'a [u8]>, out: &mut [u8], zeros: &'a [u8], kernel: Kernel) {
-        match kernel {
-            Kernel::Portable => self.pixel_portable(rows, out),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => {
-                let taps = rows.len();
-                if rows.len() % 2 == 1 {
-                    rows.push(zeros);
-                }
-                // SAFETY: `Kernel::best` only returns Avx2 when the CPU has AVX2.
-                let done = unsafe { x86::pixel(self, rows, out) };
-                self.tail_portable(&rows[..taps], out, done);
+    fn pixel<'a>(
+        &self,
+        rows: &mut Vec<&'a [u8]>,
+        out: &mut [u8],
+        zeros: &'a [u8],
+        kernels: KernelSet,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if kernels == KernelSet::Avx2 {
+            let taps = rows.len();
+            if rows.len() % 2 == 1 {
+                rows.push(zeros);
             }
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Neon => unreachable!("the NEON kernel runs whole rows of pixels"),
+            // SAFETY: the CPU has AVX2 (`run` asserted `kernels.runs_here()`); the rows are
+            // paired and `channels` long, `out` is `channels` long.
+            let done = unsafe { x86::pixel(self, rows, out) };
+            self.tail_portable(&rows[..taps], out, done);
+            return;
         }
+        self.pixel_portable(rows, out)
     }
 
     /// Channels `first..` of one output pixel, one at a time.
@@ -232,29 +218,6 @@ impl DepthwiseConv {
             first += BLOCK;
         }
         self.tail_portable(rows, out, first);
-    }
-}
-
-/// Which inner kernel runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kernel {
-    Portable,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "aarch64")]
-    Neon,
-}
-
-impl Kernel {
-    fn best() -> Kernel {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return Kernel::Avx2;
-        }
-        #[cfg(target_arch = "aarch64")]
-        return Kernel::Neon;
-        #[allow(unreachable_code)]
-        Kernel::Portable
     }
 }
 

@@ -17,6 +17,7 @@
 use std::arch::aarch64::*;
 
 use super::kernels::Requantizer;
+use crate::model::cpu::KernelSet;
 
 /// Output channels a weight block holds: 4 × k values stay in L1 across the pixels they meet.
 const L1_WEIGHT_BYTES: usize = 16 * 1024;
@@ -37,8 +38,19 @@ pub(super) struct NeonGemm {
 }
 
 impl NeonGemm {
-    /// `None` when a weight is −128 (see the module docs).
-    pub(super) fn new(weights: &[i8], bias: &[i32], k: usize, scales: &[f32]) -> Option<NeonGemm> {
+    /// `None` when a weight is −128 (see the module docs). `dot`: run on SDOT, which the CPU
+    /// must have (panics otherwise).
+    pub(super) fn new(
+        weights: &[i8],
+        bias: &[i32],
+        k: usize,
+        scales: &[f32],
+        dot: bool,
+    ) -> Option<NeonGemm> {
+        assert!(
+            !dot || KernelSet::NeonDotprod.runs_here(),
+            "SDOT on a CPU without dotprod"
+        );
         if weights.contains(&i8::MIN) {
             return None;
         }
@@ -60,7 +72,7 @@ impl NeonGemm {
             weights: padded,
             bias,
             scales,
-            dot: std::arch::is_aarch64_feature_detected!("dotprod"),
+            dot,
         })
     }
 
@@ -80,7 +92,8 @@ impl NeonGemm {
         if pixels == 0 {
             return;
         }
-        // SAFETY: the lengths were checked; `dot` was probed on this CPU.
+        // SAFETY: the lengths were checked; `dot` is only set on a CPU with dotprod (asserted
+        // in `new`).
         unsafe {
             if self.dot {
                 run_dot(self, input, output, requant)

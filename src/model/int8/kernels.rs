@@ -6,6 +6,8 @@
 //! int32 accumulator is converted to f32, multiplied by `x_scale * w_scale[c] / y_scale`,
 //! clamped, rounded half to even and offset by the output zero point.
 
+use crate::model::cpu::KernelSet;
+
 /// Adding then subtracting 1.5 × 2²³ rounds an f32 of magnitude below 2²² to the nearest
 /// integer, ties to even (the default rounding mode), and leaves that integer in the low
 /// mantissa bits: a rounding that vectorises on every target, with no libm call.
@@ -26,18 +28,20 @@ fn bound(value: f32, low: f32, high: f32) -> f32 {
     if value > high { high } else { value }
 }
 
-/// Runs `$body` compiled for AVX2 when the CPU has it (same code, wider vectors), else as
-/// built for the target's baseline.
+/// Runs `$body` compiled for AVX2 when `$kernels` is [`KernelSet::Avx2`] (same code, wider
+/// vectors), else as built for the target's baseline.
 macro_rules! with_avx2 {
-    ($body:expr) => {{
+    ($kernels:expr, $body:expr) => {{
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2")]
             unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2.
+            let kernels: KernelSet = $kernels;
+            if kernels == KernelSet::Avx2 {
+                kernels.assert_runs_here();
+                // SAFETY: the CPU has AVX2 (asserted just above).
                 unsafe { avx2(|| $body) }
             } else {
                 $body
@@ -45,6 +49,7 @@ macro_rules! with_avx2 {
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
+            let _: KernelSet = $kernels;
             $body
         }
     }};
@@ -117,25 +122,21 @@ impl Requantizer {
     }
 
     /// Requantizes whole pixels: `acc` and `out` hold `channels()` values per pixel.
-    pub fn run_pixels(&self, acc: &[i32], out: &mut [u8]) {
+    pub fn run_pixels(&self, acc: &[i32], out: &mut [u8], kernels: KernelSet) {
         let m = self.scale.len();
         assert_eq!(acc.len(), out.len(), "requantize: lengths");
         assert!(acc.len().is_multiple_of(m), "requantize: whole pixels");
+        kernels.assert_runs_here();
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 and the lengths were checked.
+        if kernels == KernelSet::Avx2 {
+            // SAFETY: the CPU has AVX2 (asserted above) and the lengths were checked.
             return unsafe { simd::requantize_avx2(self, acc, out) };
         }
         #[cfg(target_arch = "aarch64")]
-        // SAFETY: NEON is in the aarch64 baseline; the lengths were checked.
-        return unsafe { simd::requantize_neon(self, acc, out) };
-        #[allow(unreachable_code)]
-        self.run_pixels_portable(acc, out)
-    }
-
-    /// [`Self::run_pixels`] in portable code.
-    pub fn run_pixels_portable(&self, acc: &[i32], out: &mut [u8]) {
-        let m = self.scale.len();
+        if matches!(kernels, KernelSet::Neon | KernelSet::NeonDotprod) {
+            // SAFETY: the CPU has NEON (asserted above) and the lengths were checked.
+            return unsafe { simd::requantize_neon(self, acc, out) };
+        }
         for (acc, out) in acc.chunks_exact(m).zip(out.chunks_exact_mut(m)) {
             self.run(acc, 0, out);
         }
@@ -151,10 +152,16 @@ pub struct Quantization {
 
 /// QuantizeLinear of the float NCHW input (`channels` planes of `pixels` values) into u8 NHWC:
 /// `saturate(round_half_even(x / scale) + zero_point)`, as onnxruntime computes it.
-pub fn quantize_nchw_to_nhwc(input: &[f32], channels: usize, q: Quantization, out: &mut [u8]) {
+pub fn quantize_nchw_to_nhwc(
+    input: &[f32],
+    channels: usize,
+    q: Quantization,
+    out: &mut [u8],
+    kernels: KernelSet,
+) {
     let pixels = input.len() / channels;
     assert_eq!(out.len(), input.len(), "quantize: output length");
-    with_avx2!({
+    with_avx2!(kernels, {
         let zero = f32::from(q.zero_point);
         const BLOCK: usize = 16;
         let mut block = [0u8; BLOCK];
@@ -185,13 +192,13 @@ pub struct QuantizedAdd {
 }
 
 impl QuantizedAdd {
-    pub fn run(&self, a: &[u8], b: &[u8], out: &mut [u8]) {
+    pub fn run(&self, a: &[u8], b: &[u8], out: &mut [u8], kernels: KernelSet) {
         assert!(a.len() == b.len() && a.len() == out.len(), "add: lengths");
         let (sa, za) = (self.a.scale, f32::from(self.a.zero_point));
         let (sb, zb) = (self.b.scale, f32::from(self.b.zero_point));
         let (sy, zy) = (self.y.scale, self.y.zero_point);
         let (low, high) = (-f32::from(zy), 255.0 - f32::from(zy));
-        with_avx2!({
+        with_avx2!(kernels, {
             for ((out, &a), &b) in out.iter_mut().zip(a).zip(b) {
                 let value = (sa * (f32::from(a) - za) + sb * (f32::from(b) - zb)) / sy;
                 *out = (round_half_even(bound(value, low, high)) + i32::from(zy)) as u8;
@@ -202,10 +209,16 @@ impl QuantizedAdd {
 
 /// The mean over all pixels of each channel of a u8 NHWC tensor, dequantized: the pooled
 /// features (DequantizeLinear then ReduceMean over H and W).
-pub fn mean_nhwc(input: &[u8], channels: usize, q: Quantization, out: &mut [f32]) {
+pub fn mean_nhwc(
+    input: &[u8],
+    channels: usize,
+    q: Quantization,
+    out: &mut [f32],
+    kernels: KernelSet,
+) {
     let pixels = input.len() / channels;
     let mut sums = vec![0u32; channels];
-    with_avx2!({
+    with_avx2!(kernels, {
         for pixel in input.chunks_exact(channels) {
             for (sum, &v) in sums.iter_mut().zip(pixel) {
                 *sum += u32::from(v);
@@ -352,7 +365,7 @@ mod simd {
     }
 
     /// # Safety
-    /// `acc.len() == out.len()`, a multiple of the channel count.
+    /// The CPU has NEON; `acc.len() == out.len()`, a multiple of the channel count.
     #[cfg(target_arch = "aarch64")]
     pub(super) unsafe fn requantize_neon(r: &super::Requantizer, acc: &[i32], out: &mut [u8]) {
         use std::arch::aarch64::*;

@@ -26,6 +26,7 @@ use tract_onnx::tract_core::tract_linalg::pack::{PackedFormat, PackedI8K4};
 use tract_onnx::tract_core::tract_linalg::{BinOp, MmmDispatch};
 
 use super::kernels::Requantizer;
+use crate::model::cpu::KernelSet;
 
 /// How the kernel wants the activations (its B operand) laid out in each panel of `r` pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +71,8 @@ pub struct PointwiseConv {
     m: usize,
     k: usize,
     requant: Requantizer,
+    /// The kernel set the requantization runs on.
+    kernels: KernelSet,
     backend: Backend,
 }
 
@@ -119,7 +122,8 @@ struct TractScratch {
 impl PointwiseConv {
     /// `weights` row-major `[m][k]`; `bias` int32 per output channel in the accumulator's scale;
     /// `x_zero` the input's zero point; `pixels` how many pixels a run will see (used to pick
-    /// the kernel).
+    /// the kernel); `kernels` the set it runs on (on aarch64, the NEON sets run pinsight's
+    /// own matrix kernel, the portable set tract-linalg's).
     pub fn new(
         weights: &[i8],
         bias: &[i32],
@@ -127,26 +131,30 @@ impl PointwiseConv {
         x_zero: u8,
         requant: Requantizer,
         pixels: usize,
+        kernels: KernelSet,
     ) -> TractResult<PointwiseConv> {
+        kernels.assert_runs_here();
         #[cfg(target_arch = "aarch64")]
-        {
+        if matches!(kernels, KernelSet::Neon | KernelSet::NeonDotprod) {
             let m = PointwiseConv::check(weights, bias, k, &requant)?;
             let offset = offset_bias(weights, bias, k, x_zero);
+            let dot = kernels == KernelSet::NeonDotprod;
             if let Some(gemm) =
-                super::gemm_neon::NeonGemm::new(weights, &offset, k, requant.scales())
+                super::gemm_neon::NeonGemm::new(weights, &offset, k, requant.scales(), dot)
             {
                 return Ok(PointwiseConv {
                     m,
                     k,
                     requant,
+                    kernels,
                     backend: Backend::Neon(gemm),
                 });
             }
         }
-        PointwiseConv::on_tract(weights, bias, k, x_zero, requant, pixels)
+        PointwiseConv::on_tract(weights, bias, k, x_zero, requant, pixels, kernels)
     }
 
-    /// As [`Self::new`], on a tract-linalg kernel whatever the target.
+    /// As [`Self::new`], the matrix product on a tract-linalg kernel whatever the target.
     pub fn on_tract(
         weights: &[i8],
         bias: &[i32],
@@ -154,7 +162,9 @@ impl PointwiseConv {
         x_zero: u8,
         requant: Requantizer,
         pixels: usize,
+        kernels: KernelSet,
     ) -> TractResult<PointwiseConv> {
+        kernels.assert_runs_here();
         let m = PointwiseConv::check(weights, bias, k, &requant)?;
         let (mmm, packing, layout) = pick_kernel(m, k, pixels)?;
         let a_format = &mmm.packings()[packing].0;
@@ -167,6 +177,7 @@ impl PointwiseConv {
             m,
             k,
             requant,
+            kernels,
             backend: Backend::Tract(TractGemm {
                 mmm,
                 packing,
@@ -319,8 +330,11 @@ impl TractGemm {
                 )?;
             }
             let acc = scratch.acc.try_as_plain_ram()?.as_slice::<i32>()?;
-            conv.requant
-                .run_pixels(&acc[..n * m], &mut output[first * m..(first + n) * m]);
+            conv.requant.run_pixels(
+                &acc[..n * m],
+                &mut output[first * m..(first + n) * m],
+                conv.kernels,
+            );
             first += n;
         }
         Ok(())

@@ -1,4 +1,5 @@
-//! A head folder: the small dense classifier that sits on the frozen backbone.
+//! A head folder: the small dense classifier that sits on the frozen backbone, read
+//! ([`HeadFiles`]) and written ([`head_onnx`], [`write_head_dir`]) here.
 //!
 //! ```text
 //! head.onnx    features [1, F] -> logits [1, C] (Gemm, or Gemm + Relu + Gemm)
@@ -7,6 +8,7 @@
 //! SHA256SUMS   checksums of the three files above
 //! ```
 //! The ImageNet head in `models/imagenet` and the heads `pinsight train` writes share this layout.
+//! [`super::Classifier`] parses `head.onnx` into a tract plan of its own.
 
 use std::path::{Path, PathBuf};
 
@@ -165,4 +167,120 @@ fn swap_into_place(from: &Path, to: &Path) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// One fully connected layer as ONNX Gemm stores it with `transB = 1`: `weights` holds
+/// `outputs` rows of `inputs` values.
+pub struct DenseLayer<'a> {
+    pub weights: &'a [f32],
+    pub bias: &'a [f32],
+    pub inputs: usize,
+    pub outputs: usize,
+}
+
+/// A head as ONNX bytes: `features [1, F]` → Gemm → (Relu → Gemm)* → `logits [1, C]`, the
+/// layout pinsight loads (a Relu between consecutive layers).
+pub fn head_onnx(layers: &[DenseLayer]) -> Vec<u8> {
+    use prost::Message;
+    use tract_onnx::pb::{
+        AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+        TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto, tensor_proto,
+        tensor_shape_proto, type_proto,
+    };
+
+    let value_info = |name: &str, width: usize| {
+        let dim = |value: usize| tensor_shape_proto::Dimension {
+            value: Some(tensor_shape_proto::dimension::Value::DimValue(value as i64)),
+            ..Default::default()
+        };
+        let tensor = type_proto::Tensor {
+            elem_type: tensor_proto::DataType::Float as i32,
+            shape: Some(TensorShapeProto {
+                dim: vec![dim(1), dim(width)],
+            }),
+        };
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(tensor)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    };
+    let initializer = |name: String, dims: Vec<i64>, values: &[f32]| TensorProto {
+        name,
+        dims,
+        data_type: tensor_proto::DataType::Float as i32,
+        float_data: values.to_vec(),
+        ..Default::default()
+    };
+    let mut graph = GraphProto {
+        name: "pinsight_head".into(),
+        ..Default::default()
+    };
+    let mut input = "features".to_string();
+    for (i, layer) in layers.iter().enumerate() {
+        let last = i + 1 == layers.len();
+        let (weights, bias) = (format!("dense{i}.weight"), format!("dense{i}.bias"));
+        let gemm = if last {
+            "logits".to_string()
+        } else {
+            format!("dense{i}")
+        };
+        graph.initializer.push(initializer(
+            weights.clone(),
+            vec![layer.outputs as i64, layer.inputs as i64],
+            layer.weights,
+        ));
+        graph.initializer.push(initializer(
+            bias.clone(),
+            vec![layer.outputs as i64],
+            layer.bias,
+        ));
+        graph.node.push(NodeProto {
+            name: format!("dense{i}"),
+            op_type: "Gemm".into(),
+            input: vec![input, weights, bias],
+            output: vec![gemm.clone()],
+            attribute: vec![AttributeProto {
+                name: "transB".into(),
+                r#type: attribute_proto::AttributeType::Int as i32,
+                i: 1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        input = gemm;
+        if !last {
+            let relu = format!("relu{i}");
+            graph.node.push(NodeProto {
+                name: relu.clone(),
+                op_type: "Relu".into(),
+                input: vec![input],
+                output: vec![relu.clone()],
+                ..Default::default()
+            });
+            input = relu;
+        }
+    }
+    graph.input.push(value_info(
+        "features",
+        layers.first().map_or(0, |l| l.inputs),
+    ));
+    graph
+        .output
+        .push(value_info("logits", layers.last().map_or(0, |l| l.outputs)));
+    let model = ModelProto {
+        ir_version: 9,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 18,
+        }],
+        producer_name: "pinsight".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(graph),
+        ..Default::default()
+    };
+    model.encode_to_vec()
 }
