@@ -6,24 +6,21 @@
 //! ranked ([`scores`]) and smoothed into a decision ([`decide`]); [`run`] is the loop that ties
 //! them together, and [`gpio`] shows its results on pins as a [`board`] profile and a
 //! deployment config say. Model files are verified against their checksums before anything parses them
-//! ([`checksum`], [`head`]).
+//! ([`checksum`], [`head`]). Away from that loop, [`train`] teaches pinsight new classes from a
+//! folder of photos and writes the head folder the loop loads.
 
 pub mod bench;
 pub mod board;
 pub mod checksum;
-pub mod dataset;
 pub mod decide;
 pub mod error;
-pub mod features;
 pub mod files;
 pub mod frame;
 pub mod gpio;
 pub mod head;
 pub mod image_file;
-pub mod learn;
 pub mod model;
 pub mod preprocess;
-pub mod report;
 pub mod run;
 pub mod scores;
 pub mod source;

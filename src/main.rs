@@ -232,18 +232,18 @@ fn train_head(args: &TrainArgs) -> Result<()> {
         class_weights,
         standardize: args.standardize,
     };
-    let options = pinsight::learn::TrainOptions {
+    let options = pinsight::train::TrainOptions {
         data: args.data.clone(),
         out: args.out.clone(),
         backbone: args.backbone.clone(),
         cache: args
             .cache
             .clone()
-            .unwrap_or_else(pinsight::features::default_cache_dir),
+            .unwrap_or_else(pinsight::train::default_cache_dir),
         config,
         augment: args.augment,
     };
-    let outcome = pinsight::learn::train_from_folder(&options)?;
+    let outcome = pinsight::train::train_from_folder(&options)?;
     let mut out = io::stdout().lock();
     let [train, validation, test] = outcome.photos;
     writeln!(out, "classes: {}", outcome.classes.join(", "))?;
@@ -302,7 +302,7 @@ struct EvalArgs {
 }
 
 fn eval_head(args: &EvalArgs) -> Result<()> {
-    let (report, skipped) = pinsight::learn::evaluate_folder(
+    let (report, skipped) = pinsight::train::evaluate_folder(
         &args.data,
         &args.split,
         &args.model.backbone,

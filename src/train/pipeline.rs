@@ -8,14 +8,14 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::dataset::{Photo, PhotoSet};
-use crate::features::{Extractor, Variant};
+use super::cache::{Extractor, Variant};
+use super::photos::{Photo, PhotoSet};
+use super::report::EvalReport;
+use super::trainer::{self, Dataset, Evaluation, Head, HeadKind, TrainConfig, TrainReport};
 use crate::head::{HeadMeta, write_head_dir};
 use crate::image_file::load_rgb;
 use crate::model::{Backbone, Classifier, DenseLayer, head_onnx};
 use crate::preprocess::Preprocessor;
-use crate::report::EvalReport;
-use crate::train::{self, Dataset, Evaluation, Head, HeadKind, TrainConfig, TrainReport};
 use crate::{Error, Result};
 
 /// Seed of the stratified split when the photo folder is not split already.
@@ -98,7 +98,7 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
     let started = Instant::now();
     let progress = Progress::new("training", options.config.epochs as u64);
     let trained =
-        train::train_with_progress(&train_set, &validation_set, &options.config, |epoch| {
+        trainer::train_with_progress(&train_set, &validation_set, &options.config, |epoch| {
             progress.message(format!(
                 "epoch {}: validation accuracy {:.1}%",
                 epoch.epoch,
@@ -110,7 +110,7 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
     progress.finish();
     let train_seconds = started.elapsed().as_secs_f64();
     let evaluate = |set: &Dataset| {
-        train::evaluate(&trained.head, set, None).map_err(|e| Error::Training(e.to_string()))
+        trainer::evaluate(&trained.head, set, None).map_err(|e| Error::Training(e.to_string()))
     };
     let validation = evaluate(&validation_set)?;
     let test = test_set.as_ref().map(evaluate).transpose()?;

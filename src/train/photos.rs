@@ -9,8 +9,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use super::rng::SplitMix64;
 use crate::image_file::is_image_file_name;
-use crate::train::rng::SplitMix64;
 use crate::{Error, Result};
 
 const SPLITS: [&str; 3] = ["train", "validation", "test"];
@@ -29,8 +29,6 @@ pub struct PhotoSet {
     pub train: Vec<Photo>,
     pub validation: Vec<Photo>,
     pub test: Vec<Photo>,
-    /// Whether the folders gave the split (else pinsight made it).
-    pub presplit: bool,
 }
 
 impl PhotoSet {
@@ -82,7 +80,6 @@ impl PhotoSet {
             train,
             validation,
             test,
-            presplit,
         };
         dataset.check().map_err(bad)?;
         Ok(dataset)

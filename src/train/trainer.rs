@@ -25,15 +25,14 @@
 
 mod net;
 mod optim;
-pub(crate) mod rng;
 mod standardize;
 
 use serde::{Deserialize, Serialize};
 
 use self::net::{Dropout, Workspace};
 use self::optim::OptimizerState;
-use self::rng::SplitMix64;
 use self::standardize::Standardizer;
+use super::rng::SplitMix64;
 
 /// Labelled feature vectors: `features` holds `labels.len()` rows of `dim` values, row-major.
 #[derive(Debug, Clone, PartialEq)]
