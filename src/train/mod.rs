@@ -8,20 +8,24 @@
 //! |---|---|
 //! | `pipeline.rs` | strings the steps together: [`train_from_folder`] and [`evaluate_folder`] |
 //! | `photos.rs` | scans a folder of labelled photos and splits it into train/validation/test |
-//! | `cache.rs` | backbone features of each photo and its changed copies, cached on disk by content |
+//! | `augment.rs` | the changed copies of a training photo (flipped, zoomed, brighter, darker) |
+//! | `cache.rs` | backbone features of each photo and copy, cached on disk by content |
 //! | `trainer.rs` | fits a [`Head`] to feature vectors (with `trainer/`: the arithmetic, the optimisers, standardisation) |
 //! | `rng.rs` | the seeded generator behind the split, the initial weights, shuffling and dropout |
 //! | `report.rs` | the evaluation report: text, JSON and a confusion-matrix picture |
+//! | `progress.rs` | a progress bar on a terminal, log lines elsewhere |
 //!
 //! The trainer is apart from the rest on purpose: it sees only rows of numbers (no images, no
 //! files, no tract), so it can be tested on synthetic features and a seed fixes its result.
-//! Only `pipeline.rs` reaches into [`crate::model`] (to run the backbone, write the head and
-//! load it back). `photos.rs` is not called `dataset.rs` because [`Dataset`] is the trainer's
+//! Only `cache.rs` (to run the backbone) and `pipeline.rs` (to write the head and load it back)
+//! reach into [`crate::model`]. `photos.rs` is not called `dataset.rs` because [`Dataset`] is the trainer's
 //! name for feature rows and their labels.
 
+mod augment;
 mod cache;
 mod photos;
 mod pipeline;
+mod progress;
 mod report;
 mod rng;
 mod trainer;

@@ -1,15 +1,16 @@
-//! Teaching pinsight new classes: extract backbone features of a folder of labelled photos,
-//! train a head on them, write it as a head folder, and evaluate a head on photos.
+//! The steps of `pinsight train` and `pinsight eval` strung together: scan a folder of labelled
+//! photos, extract their backbone features (through the cache), train a head on them, write it
+//! as a head folder and check that it loads as `run` loads it; or evaluate a head on photos.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::cache::{Extractor, Variant};
+use super::augment::Variant;
+use super::cache::Extractor;
 use super::photos::{Photo, PhotoSet};
+use super::progress::Progress;
 use super::report::EvalReport;
 use super::trainer::{self, Dataset, Evaluation, Head, HeadKind, TrainConfig, TrainReport};
 use crate::head::{HeadMeta, write_head_dir};
@@ -306,70 +307,4 @@ pub fn evaluate_folder(
     }
     progress.finish();
     Ok((EvalReport::from_pairs(classifier.labels(), &pairs), skipped))
-}
-
-/// A progress bar on a terminal; plain log lines (every 10%) elsewhere.
-struct Progress {
-    bar: Option<ProgressBar>,
-    label: String,
-    total: u64,
-    done: std::cell::Cell<u64>,
-}
-
-impl Progress {
-    fn new(label: &str, total: u64) -> Progress {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total);
-            bar.set_style(
-                ProgressStyle::with_template("{prefix:>20} [{bar:30}] {pos}/{len} {msg}")
-                    .expect("a valid template")
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(label.to_string());
-            bar
-        });
-        Progress {
-            bar,
-            label: label.into(),
-            total,
-            done: 0.into(),
-        }
-    }
-
-    fn inc(&self) {
-        let done = self.done.get() + 1;
-        self.done.set(done);
-        match &self.bar {
-            Some(bar) => bar.inc(1),
-            None if self.total >= 10 && done.is_multiple_of(self.total / 10) => {
-                log::info!("{}: {done}/{}", self.label, self.total);
-            }
-            None => {}
-        }
-    }
-
-    fn message(&self, message: String) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(message);
-        }
-    }
-
-    fn suspend(&self, f: impl FnOnce()) {
-        match &self.bar {
-            Some(bar) => bar.suspend(f),
-            None => f(),
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-        log::info!(
-            "{}: done ({} of {})",
-            self.label,
-            self.done.get(),
-            self.total
-        );
-    }
 }
