@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use pinsight::frame::PixelFormat;
@@ -291,8 +291,8 @@ struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Which photos: test (validation when there is no test split), validation, train or all.
-    #[arg(long, default_value = "test", value_parser = ["test", "validation", "train", "all"])]
-    split: String,
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    split: SplitArg,
     /// Where to write the JSON report.
     #[arg(long, default_value = "eval.json")]
     json: PathBuf,
@@ -301,10 +301,30 @@ struct EvalArgs {
     png: PathBuf,
 }
 
+/// `--split`: the library's [`pinsight::train::Split`], which knows nothing of clap.
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    Test,
+    Validation,
+    Train,
+    All,
+}
+
+impl From<SplitArg> for pinsight::train::Split {
+    fn from(split: SplitArg) -> Self {
+        match split {
+            SplitArg::Test => Self::Test,
+            SplitArg::Validation => Self::Validation,
+            SplitArg::Train => Self::Train,
+            SplitArg::All => Self::All,
+        }
+    }
+}
+
 fn eval_head(args: &EvalArgs) -> Result<()> {
     let (report, skipped) = pinsight::train::evaluate_folder(
         &args.data,
-        &args.split,
+        args.split.into(),
         &args.model.backbone,
         &args.model.head,
     )?;

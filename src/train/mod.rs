@@ -31,6 +31,7 @@ mod rng;
 mod trainer;
 
 pub use cache::default_cache_dir;
+pub use photos::Split;
 pub use pipeline::{TrainOptions, TrainOutcome, evaluate_folder, train_from_folder};
 pub use report::{ClassScores, EvalReport};
 pub use trainer::{

@@ -22,6 +22,17 @@ pub struct Photo {
     pub class: usize,
 }
 
+/// Which photos of a folder to take: one split, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// The test photos, or the validation photos when the folder has no test split.
+    Test,
+    Validation,
+    Train,
+    /// Train, validation and test together.
+    All,
+}
+
 #[derive(Debug, Clone)]
 pub struct PhotoSet {
     /// Class names, sorted: the index of a name is its class index.
@@ -112,6 +123,22 @@ impl PhotoSet {
             );
         }
         Ok(())
+    }
+
+    /// The photos of `split`.
+    pub fn in_split(&self, split: Split) -> Vec<Photo> {
+        match split {
+            Split::Test if self.test.is_empty() => self.validation.clone(),
+            Split::Test => self.test.clone(),
+            Split::Validation => self.validation.clone(),
+            Split::Train => self.train.clone(),
+            Split::All => [
+                self.train.clone(),
+                self.validation.clone(),
+                self.test.clone(),
+            ]
+            .concat(),
+        }
     }
 
     /// Photos per class in `set`.

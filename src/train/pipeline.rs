@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::augment::Variant;
 use super::cache::Extractor;
-use super::photos::{Photo, PhotoSet};
+use super::photos::{Photo, PhotoSet, Split};
 use super::progress::Progress;
 use super::report::EvalReport;
 use super::trainer::{self, Dataset, Evaluation, Head, HeadKind, TrainConfig, TrainReport};
@@ -243,26 +243,15 @@ fn check_written_head(
 }
 
 /// Evaluates the head in `head_dir` (with its backbone, as `run` does) on a split of a photo
-/// folder laid out as for training: `test` (the default), `validation`, `train` or `all`.
+/// folder laid out as for training (split the same way).
 pub fn evaluate_folder(
     data: &Path,
-    split: &str,
+    split: Split,
     backbone: &Path,
     head_dir: &Path,
 ) -> Result<(EvalReport, Vec<PathBuf>)> {
     let photos = PhotoSet::scan(data, SPLIT_SEED)?;
-    let chosen: Vec<Photo> = match split {
-        "test" if photos.test.is_empty() => photos.validation.clone(),
-        "test" => photos.test.clone(),
-        "validation" => photos.validation.clone(),
-        "train" => photos.train.clone(),
-        _ => [
-            photos.train.clone(),
-            photos.validation.clone(),
-            photos.test.clone(),
-        ]
-        .concat(),
-    };
+    let chosen = photos.in_split(split);
     let classifier = Classifier::load(backbone, head_dir)?;
     let head_index = |class: &str| classifier.labels().iter().position(|l| l == class);
     let unknown: Vec<&String> = photos
