@@ -12,20 +12,24 @@ use super::cache::Extractor;
 use super::photos::{Photo, PhotoSet, Split};
 use super::progress::Progress;
 use super::report::EvalReport;
-use super::trainer::{self, Dataset, Evaluation, Head, HeadKind, TrainConfig, TrainReport};
+use super::trainer::{
+    self, Dataset, Evaluation, Head, HeadKind, TrainConfig, TrainError, TrainReport,
+};
 use crate::head::{HeadMeta, write_head_dir};
 use crate::image_file::load_rgb;
 use crate::model::{Backbone, Classifier, DenseLayer, head_onnx};
 use crate::preprocess::Preprocessor;
 use crate::{Error, Result};
 
-/// Seed of the stratified split when the photo folder is not split already.
-pub const SPLIT_SEED: u64 = 20261129;
-
+/// What `pinsight train` was asked to do.
 pub struct TrainOptions {
+    /// The photos: a folder per class, or `train/`, `validation/` (and `test/`) folders of them.
     pub data: PathBuf,
+    /// The head folder to write (replaced as a whole).
     pub out: PathBuf,
+    /// The backbone file whose features the head learns from.
     pub backbone: PathBuf,
+    /// The feature cache's folder ([`super::default_cache_dir`] unless the user names one).
     pub cache: PathBuf,
     pub config: TrainConfig,
     /// Add flipped, zoomed, brighter and darker copies of each training photo.
@@ -50,8 +54,10 @@ pub struct TrainOutcome {
     pub check_max_abs_diff: f32,
 }
 
+/// Trains a head on the photos in `options.data` and writes it to `options.out`, then checks
+/// that the written head, loaded as `run` loads it, gives the trainer's logits.
 pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
-    let photos = PhotoSet::scan(&options.data, SPLIT_SEED)?;
+    let photos = PhotoSet::scan(&options.data)?;
     let backbone = Backbone::load(&options.backbone)?;
     let mut extractor = Extractor::new(&backbone, &options.cache)?;
     let started = Instant::now();
@@ -84,7 +90,7 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
         datasets.push(if labels.is_empty() {
             None
         } else {
-            Some(dataset(features, labels, dim, classes)?)
+            Some(Dataset::new(features, labels, dim, classes).map_err(training_error)?)
         });
     }
     let [Some(train_set), Some(validation_set), test_set] =
@@ -107,12 +113,11 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
             ));
             progress.inc();
         })
-        .map_err(|e| Error::Training(e.to_string()))?;
+        .map_err(training_error)?;
     progress.finish();
     let train_seconds = started.elapsed().as_secs_f64();
-    let evaluate = |set: &Dataset| {
-        trainer::evaluate(&trained.head, set, None).map_err(|e| Error::Training(e.to_string()))
-    };
+    let evaluate =
+        |set: &Dataset| trainer::evaluate(&trained.head, set, None).map_err(training_error);
     let validation = evaluate(&validation_set)?;
     let test = test_set.as_ref().map(evaluate).transpose()?;
 
@@ -163,8 +168,8 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
     })
 }
 
-fn dataset(features: Vec<f32>, labels: Vec<usize>, dim: usize, classes: usize) -> Result<Dataset> {
-    Dataset::new(features, labels, dim, classes).map_err(|e| Error::Training(e.to_string()))
+fn training_error(error: TrainError) -> Error {
+    Error::Training(error.to_string())
 }
 
 /// Features of every photo of `set` (each variant one row), skipping unreadable photos with a
@@ -250,7 +255,7 @@ pub fn evaluate_folder(
     backbone: &Path,
     head_dir: &Path,
 ) -> Result<(EvalReport, Vec<PathBuf>)> {
-    let photos = PhotoSet::scan(data, SPLIT_SEED)?;
+    let photos = PhotoSet::scan(data)?;
     let chosen = photos.in_split(split);
     let classifier = Classifier::load(backbone, head_dir)?;
     let head_index = |class: &str| classifier.labels().iter().position(|l| l == class);
