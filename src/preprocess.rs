@@ -7,9 +7,11 @@
 //!
 //! The resize and the crop are one SIMD resampling pass (fast_image_resize) over the source
 //! region that the crop keeps: the filter weights are the same as resizing the whole image and
-//! cropping afterwards, without computing the pixels that the crop throws away.
+//! cropping afterwards, without computing the pixels that the crop throws away. That pass is
+//! [`resize_region`], which training's augmentation uses too, so that a zoomed training photo is
+//! resampled exactly as a frame is.
 
-use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::{CropBox, FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 
 /// The side of the square input the backbone takes.
@@ -30,6 +32,21 @@ pub fn resized_size(width: u32, height: u32) -> (u32, u32) {
     } else {
         (scale(width, height), RESIZE_SHORT)
     }
+}
+
+/// Resamples `region` of `image` (in source pixels, fractions allowed) to fill `out`, whose size
+/// is the size wanted, with preprocessing's filter: Catmull-Rom, antialiased when shrinking.
+/// `resizer` keeps its buffers from one call to the next.
+///
+/// # Panics
+/// If either image is empty or `region` is not inside `image`.
+pub fn resize_region(resizer: &mut Resizer, image: &RgbImage, region: CropBox, out: &mut RgbImage) {
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
+        .crop(region.left, region.top, region.width, region.height);
+    resizer
+        .resize(image, out, &options)
+        .expect("both images are non-empty RGB8 and the region lies inside the source");
 }
 
 /// Turns images into input tensors, reusing its buffers from one image to the next.
@@ -57,12 +74,13 @@ impl Preprocessor {
         let left = f64::from((resized_width - INPUT_SIDE) / 2) * scale_x;
         let top = f64::from((resized_height - INPUT_SIDE) / 2) * scale_y;
         let side = f64::from(INPUT_SIDE);
-        let options = ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
-            .crop(left, top, side * scale_x, side * scale_y);
-        self.resizer
-            .resize(image, &mut self.crop, &options)
-            .expect("both images are non-empty RGB8 and the crop lies inside the source");
+        let region = CropBox {
+            left,
+            top,
+            width: side * scale_x,
+            height: side * scale_y,
+        };
+        resize_region(&mut self.resizer, image, region, &mut self.crop);
         &self.crop
     }
 

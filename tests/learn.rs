@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pinsight::Error;
-use pinsight::learn::{TrainOptions, train_from_folder};
 use pinsight::model::Classifier;
-use pinsight::train::TrainConfig;
+use pinsight::train::{TrainConfig, TrainOptions, train_from_folder};
 
 fn fixture() -> PathBuf {
     common::repo().join("tests/fixtures/clothing")

@@ -9,17 +9,31 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use super::rng::SplitMix64;
 use crate::decode::is_image_file_name;
-use crate::train::rng::SplitMix64;
 use crate::{Error, Result};
 
 const SPLITS: [&str; 3] = ["train", "validation", "test"];
+/// The seed of the split pinsight makes of a folder that is not split already: fixed, so that
+/// `pinsight eval` holds out the photos `pinsight train` held out.
+const SPLIT_SEED: u64 = 20261129;
 
 /// A photo and the index of its class.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Photo {
     pub path: PathBuf,
     pub class: usize,
+}
+
+/// Which photos of a folder to take: one split, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// The test photos, or the validation photos when the folder has no test split.
+    Test,
+    Validation,
+    Train,
+    /// Train, validation and test together.
+    All,
 }
 
 #[derive(Debug, Clone)]
@@ -29,15 +43,13 @@ pub struct PhotoSet {
     pub train: Vec<Photo>,
     pub validation: Vec<Photo>,
     pub test: Vec<Photo>,
-    /// Whether the folders gave the split (else pinsight made it).
-    pub presplit: bool,
 }
 
 impl PhotoSet {
     /// Reads the folder layout. Without split folders, each class is split 70/15/15 into
-    /// train/validation/test by a shuffle with `seed` (at least one validation photo for a
-    /// class of 3 or more).
-    pub fn scan(dir: &Path, seed: u64) -> Result<PhotoSet> {
+    /// train/validation/test by a shuffle with a fixed seed (at least one validation photo for
+    /// a class of 3 or more).
+    pub fn scan(dir: &Path) -> Result<PhotoSet> {
         let bad = |reason: String| Error::Dataset {
             dir: dir.into(),
             reason,
@@ -74,7 +86,7 @@ impl PhotoSet {
         } else {
             let classes = class_names(dir)?;
             let all = photos(dir, &classes)?;
-            let sets = stratified_split(all, classes.len(), seed);
+            let sets = stratified_split(all, classes.len(), SPLIT_SEED);
             (classes, sets)
         };
         let dataset = PhotoSet {
@@ -82,7 +94,6 @@ impl PhotoSet {
             train,
             validation,
             test,
-            presplit,
         };
         dataset.check().map_err(bad)?;
         Ok(dataset)
@@ -117,8 +128,24 @@ impl PhotoSet {
         Ok(())
     }
 
+    /// The photos of `split`.
+    pub fn in_split(&self, split: Split) -> Vec<Photo> {
+        match split {
+            Split::Test if self.test.is_empty() => self.validation.clone(),
+            Split::Test => self.test.clone(),
+            Split::Validation => self.validation.clone(),
+            Split::Train => self.train.clone(),
+            Split::All => [
+                self.train.clone(),
+                self.validation.clone(),
+                self.test.clone(),
+            ]
+            .concat(),
+        }
+    }
+
     /// Photos per class in `set`.
-    pub fn counts(&self, set: &[Photo]) -> Vec<usize> {
+    fn counts(&self, set: &[Photo]) -> Vec<usize> {
         let mut counts = vec![0; self.classes.len()];
         for photo in set {
             counts[photo.class] += 1;
@@ -222,6 +249,24 @@ mod tests {
             validation,
             "another seed, another split"
         );
+    }
+
+    #[test]
+    fn the_test_split_is_the_validation_split_when_there_is_none() {
+        let set = PhotoSet {
+            classes: vec!["a".into(), "b".into()],
+            train: vec![photo(0, 0), photo(1, 0)],
+            validation: vec![photo(0, 1), photo(1, 1)],
+            test: Vec::new(),
+        };
+        assert_eq!(set.in_split(Split::Test), set.validation);
+        assert_eq!(set.in_split(Split::Train), set.train);
+        assert_eq!(set.in_split(Split::All).len(), 4);
+        let with_test = PhotoSet {
+            test: vec![photo(1, 2)],
+            ..set
+        };
+        assert_eq!(with_test.in_split(Split::Test), with_test.test);
     }
 
     #[test]

@@ -1,79 +1,19 @@
 //! Backbone features of photos, cached on disk so that training a head again on the same photos
 //! does not run the backbone again.
 //!
-//! The cache holds one small file per photo and variant, keyed by the SHA-256 of the photo's
-//! bytes (not its name: a renamed photo is still a hit, an edited one is not) under a folder
+//! The cache holds one small file per photo and variant ([`Variant`]: the photo or a changed
+//! copy, named by [`Variant::key`]), keyed by the SHA-256 of the photo's bytes (not its name: a renamed photo is still a hit, an edited one is not) under a folder
 //! named by the backbone's SHA-256 (another backbone never reads these features). Files are
 //! written to a temporary name and renamed, so an interrupted run leaves no partial entry.
 
 use std::path::{Path, PathBuf};
 
-use image::RgbImage;
-use image::imageops::{self, FilterType};
-
+use super::augment::Variant;
 use crate::checksum::sha256_hex;
 use crate::decode::decode;
 use crate::model::Backbone;
 use crate::preprocess::Preprocessor;
 use crate::{Error, Result};
-
-/// A photo as it is, or changed a little to give the head more to learn from (augmentation at
-/// extraction time: each variant is one more training example).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Variant {
-    Plain,
-    /// Mirrored left to right.
-    Flip,
-    /// The central 85%, as if the camera were a little closer.
-    Zoom,
-    /// 12% brighter.
-    Brighter,
-    /// 12% darker.
-    Darker,
-}
-
-impl Variant {
-    pub const AUGMENTED: [Variant; 5] = [
-        Variant::Plain,
-        Variant::Flip,
-        Variant::Zoom,
-        Variant::Brighter,
-        Variant::Darker,
-    ];
-
-    fn key(self) -> &'static str {
-        match self {
-            Variant::Plain => "plain",
-            Variant::Flip => "flip",
-            Variant::Zoom => "zoom",
-            Variant::Brighter => "bright",
-            Variant::Darker => "dark",
-        }
-    }
-
-    fn apply(self, image: RgbImage) -> RgbImage {
-        match self {
-            Variant::Plain => image,
-            Variant::Flip => imageops::flip_horizontal(&image),
-            Variant::Zoom => {
-                let (width, height) = image.dimensions();
-                let (w, h) = ((width * 85 / 100).max(1), (height * 85 / 100).max(1));
-                let crop =
-                    imageops::crop_imm(&image, (width - w) / 2, (height - h) / 2, w, h).to_image();
-                imageops::resize(&crop, width, height, FilterType::CatmullRom)
-            }
-            Variant::Brighter => scale_brightness(image, 1.12),
-            Variant::Darker => scale_brightness(image, 0.88),
-        }
-    }
-}
-
-fn scale_brightness(mut image: RgbImage, factor: f32) -> RgbImage {
-    for value in image.iter_mut() {
-        *value = (f32::from(*value) * factor).round().clamp(0.0, 255.0) as u8;
-    }
-    image
-}
 
 /// The default cache folder: `$XDG_CACHE_HOME/pinsight/features`, else
 /// `~/.cache/pinsight/features`.

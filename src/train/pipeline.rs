@@ -1,30 +1,35 @@
-//! Teaching pinsight new classes: extract backbone features of a folder of labelled photos,
-//! train a head on them, write it as a head folder, and evaluate a head on photos.
+//! The steps of `pinsight train` and `pinsight eval` strung together: scan a folder of labelled
+//! photos, extract their backbone features (through the cache), train a head on them, write it
+//! as a head folder and check that it loads as `run` loads it; or evaluate a head on photos.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::dataset::{Photo, PhotoSet};
-use crate::features::{Extractor, Variant};
+use super::augment::Variant;
+use super::cache::Extractor;
+use super::photos::{Photo, PhotoSet, Split};
+use super::progress::Progress;
+use super::report::EvalReport;
+use super::trainer::{
+    self, Dataset, Evaluation, Head, HeadKind, TrainConfig, TrainError, TrainReport,
+};
 use crate::decode::load_rgb;
 use crate::model::head::{DenseLayer, HeadMeta, head_onnx, write_head_dir};
 use crate::model::{Backbone, Classifier};
 use crate::preprocess::Preprocessor;
-use crate::report::EvalReport;
-use crate::train::{self, Dataset, Evaluation, Head, HeadKind, TrainConfig, TrainReport};
 use crate::{Error, Result};
 
-/// Seed of the stratified split when the photo folder is not split already.
-pub const SPLIT_SEED: u64 = 20261129;
-
+/// What `pinsight train` was asked to do.
 pub struct TrainOptions {
+    /// The photos: a folder per class, or `train/`, `validation/` (and `test/`) folders of them.
     pub data: PathBuf,
+    /// The head folder to write (replaced as a whole).
     pub out: PathBuf,
+    /// The backbone file whose features the head learns from.
     pub backbone: PathBuf,
+    /// The feature cache's folder ([`super::default_cache_dir`] unless the user names one).
     pub cache: PathBuf,
     pub config: TrainConfig,
     /// Add flipped, zoomed, brighter and darker copies of each training photo.
@@ -49,8 +54,10 @@ pub struct TrainOutcome {
     pub check_max_abs_diff: f32,
 }
 
+/// Trains a head on the photos in `options.data` and writes it to `options.out`, then checks
+/// that the written head, loaded as `run` loads it, gives the trainer's logits.
 pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
-    let photos = PhotoSet::scan(&options.data, SPLIT_SEED)?;
+    let photos = PhotoSet::scan(&options.data)?;
     let backbone = Backbone::load(&options.backbone)?;
     let mut extractor = Extractor::new(&backbone, &options.cache)?;
     let started = Instant::now();
@@ -83,7 +90,7 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
         datasets.push(if labels.is_empty() {
             None
         } else {
-            Some(dataset(features, labels, dim, classes)?)
+            Some(Dataset::new(features, labels, dim, classes).map_err(training_error)?)
         });
     }
     let [Some(train_set), Some(validation_set), test_set] =
@@ -98,7 +105,7 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
     let started = Instant::now();
     let progress = Progress::new("training", options.config.epochs as u64);
     let trained =
-        train::train_with_progress(&train_set, &validation_set, &options.config, |epoch| {
+        trainer::train_with_progress(&train_set, &validation_set, &options.config, |epoch| {
             progress.message(format!(
                 "epoch {}: validation accuracy {:.1}%",
                 epoch.epoch,
@@ -106,12 +113,11 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
             ));
             progress.inc();
         })
-        .map_err(|e| Error::Training(e.to_string()))?;
+        .map_err(training_error)?;
     progress.finish();
     let train_seconds = started.elapsed().as_secs_f64();
-    let evaluate = |set: &Dataset| {
-        train::evaluate(&trained.head, set, None).map_err(|e| Error::Training(e.to_string()))
-    };
+    let evaluate =
+        |set: &Dataset| trainer::evaluate(&trained.head, set, None).map_err(training_error);
     let validation = evaluate(&validation_set)?;
     let test = test_set.as_ref().map(evaluate).transpose()?;
 
@@ -162,8 +168,8 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
     })
 }
 
-fn dataset(features: Vec<f32>, labels: Vec<usize>, dim: usize, classes: usize) -> Result<Dataset> {
-    Dataset::new(features, labels, dim, classes).map_err(|e| Error::Training(e.to_string()))
+fn training_error(error: TrainError) -> Error {
+    Error::Training(error.to_string())
 }
 
 /// Features of every photo of `set` (each variant one row), skipping unreadable photos with a
@@ -242,26 +248,15 @@ fn check_written_head(
 }
 
 /// Evaluates the head in `head_dir` (with its backbone, as `run` does) on a split of a photo
-/// folder laid out as for training: `test` (the default), `validation`, `train` or `all`.
+/// folder laid out as for training (split the same way).
 pub fn evaluate_folder(
     data: &Path,
-    split: &str,
+    split: Split,
     backbone: &Path,
     head_dir: &Path,
 ) -> Result<(EvalReport, Vec<PathBuf>)> {
-    let photos = PhotoSet::scan(data, SPLIT_SEED)?;
-    let chosen: Vec<Photo> = match split {
-        "test" if photos.test.is_empty() => photos.validation.clone(),
-        "test" => photos.test.clone(),
-        "validation" => photos.validation.clone(),
-        "train" => photos.train.clone(),
-        _ => [
-            photos.train.clone(),
-            photos.validation.clone(),
-            photos.test.clone(),
-        ]
-        .concat(),
-    };
+    let photos = PhotoSet::scan(data)?;
+    let chosen = photos.in_split(split);
     let classifier = Classifier::load(backbone, head_dir)?;
     let head_index = |class: &str| classifier.labels().iter().position(|l| l == class);
     let unknown: Vec<&String> = photos
@@ -306,70 +301,4 @@ pub fn evaluate_folder(
     }
     progress.finish();
     Ok((EvalReport::from_pairs(classifier.labels(), &pairs), skipped))
-}
-
-/// A progress bar on a terminal; plain log lines (every 10%) elsewhere.
-struct Progress {
-    bar: Option<ProgressBar>,
-    label: String,
-    total: u64,
-    done: std::cell::Cell<u64>,
-}
-
-impl Progress {
-    fn new(label: &str, total: u64) -> Progress {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total);
-            bar.set_style(
-                ProgressStyle::with_template("{prefix:>20} [{bar:30}] {pos}/{len} {msg}")
-                    .expect("a valid template")
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(label.to_string());
-            bar
-        });
-        Progress {
-            bar,
-            label: label.into(),
-            total,
-            done: 0.into(),
-        }
-    }
-
-    fn inc(&self) {
-        let done = self.done.get() + 1;
-        self.done.set(done);
-        match &self.bar {
-            Some(bar) => bar.inc(1),
-            None if self.total >= 10 && done.is_multiple_of(self.total / 10) => {
-                log::info!("{}: {done}/{}", self.label, self.total);
-            }
-            None => {}
-        }
-    }
-
-    fn message(&self, message: String) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(message);
-        }
-    }
-
-    fn suspend(&self, f: impl FnOnce()) {
-        match &self.bar {
-            Some(bar) => bar.suspend(f),
-            None => f(),
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-        log::info!(
-            "{}: done ({} of {})",
-            self.label,
-            self.done.get(),
-            self.total
-        );
-    }
 }

@@ -2,8 +2,8 @@
 //! backward pass. Every loop runs in a fixed order on one thread, so the same inputs give the
 //! same bits.
 
-use super::rng::SplitMix64;
 use super::{Dense, Head};
+use crate::train::rng::SplitMix64;
 
 /// Buffers reused from batch to batch, so a training step allocates nothing.
 #[derive(Default)]

@@ -1,0 +1,40 @@
+//! Teaching pinsight new classes, and measuring how well it learnt them: `pinsight train` and
+//! `pinsight eval`. Nothing here runs in the per-frame loop; [`crate::run`] only loads the head
+//! folder this module writes.
+//!
+//! A training run flows one way, one file a step:
+//!
+//! | file | its job |
+//! |---|---|
+//! | `pipeline.rs` | strings the steps together: [`train_from_folder`] and [`evaluate_folder`] |
+//! | `photos.rs` | scans a folder of labelled photos and splits it into train/validation/test |
+//! | `augment.rs` | the changed copies of a training photo (flipped, zoomed, brighter, darker) |
+//! | `cache.rs` | backbone features of each photo and copy, cached on disk by content |
+//! | `trainer.rs` | fits a [`Head`] to feature vectors (with `trainer/`: the arithmetic, the optimisers, standardisation) |
+//! | `rng.rs` | the seeded generator behind the split, the initial weights, shuffling and dropout |
+//! | `report.rs` | the evaluation report: text, JSON and a confusion-matrix picture |
+//! | `progress.rs` | a progress bar on a terminal, log lines elsewhere |
+//!
+//! The trainer is apart from the rest on purpose: it sees only rows of numbers (no images, no
+//! files, no tract), so it can be tested on synthetic features and a seed fixes its result.
+//! Only `cache.rs` (to run the backbone) and `pipeline.rs` (to write the head and load it back)
+//! reach into [`crate::model`]. `photos.rs` is not called `dataset.rs` because [`Dataset`] is the trainer's
+//! name for feature rows and their labels.
+
+mod augment;
+mod cache;
+mod photos;
+mod pipeline;
+mod progress;
+mod report;
+mod rng;
+mod trainer;
+
+pub use cache::default_cache_dir;
+pub use photos::Split;
+pub use pipeline::{TrainOptions, TrainOutcome, evaluate_folder, train_from_folder};
+pub use report::{ClassScores, EvalReport};
+pub use trainer::{
+    ClassWeights, Dataset, Dense, EpochReport, Evaluation, Head, HeadKind, Optimizer, TrainConfig,
+    TrainError, TrainReport, Trained, evaluate, train, train_with_progress,
+};
