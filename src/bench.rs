@@ -17,9 +17,9 @@ use std::time::Instant;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use crate::frame::{Converter, Frame, PixelFormat};
 use crate::decode::load_rgb;
-use crate::model::{Classifier, Engine};
+use crate::frame::{Converter, Frame, PixelFormat};
+use crate::model::{Classifier, Engine, KernelSet};
 use crate::preprocess::Preprocessor;
 
 /// The backbones the report measures when none is named: the int8 file pinsight runs by
@@ -176,7 +176,7 @@ fn model_table(out: &mut impl Write, results: &[ModelBench], runs: usize) -> io:
         .chain([8])
         .max()
         .unwrap_or(8);
-    writeln!(out, "CPU: {}", crate::model::cpu_features())?;
+    writeln!(out, "CPU: {}", crate::model::CpuFeatures::detected())?;
     writeln!(
         out,
         "{:<width$} {:<22} {:>9} {:>9} {:>9} {:>9} {:>9}  top-1",
@@ -305,7 +305,7 @@ pub fn measure_model(
         .unwrap_or((0, f32::NAN));
     Ok(ModelBench {
         engine: classifier.engine().to_string(),
-        kernels: classifier.kernels().to_string(),
+        kernels: classifier.kernels().map_or("tract", KernelSet::name).into(),
         backbone: backbone.display().to_string(),
         head: head_dir.display().to_string(),
         threads: 1,

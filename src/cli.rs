@@ -281,10 +281,12 @@ impl TrainArgs {
     pub fn resolve(self) -> TrainOptions {
         let lr = self.learning_rate;
         let config = TrainConfig {
-            head: self.hidden.map_or(HeadKind::Linear, |units| HeadKind::Hidden {
-                units,
-                dropout: self.dropout,
-            }),
+            head: self
+                .hidden
+                .map_or(HeadKind::Linear, |units| HeadKind::Hidden {
+                    units,
+                    dropout: self.dropout,
+                }),
             optimizer: match self.optimizer {
                 OptimizerArg::Adam => Optimizer::Adam { lr },
                 OptimizerArg::Sgd => Optimizer::Sgd { lr, momentum: 0.9 },
@@ -306,7 +308,9 @@ impl TrainArgs {
             out: self.out,
             backbone: self.backbone.backbone,
             engine: self.backbone.engine.into(),
-            cache: self.cache.unwrap_or_else(pinsight::train::default_cache_dir),
+            cache: self
+                .cache
+                .unwrap_or_else(pinsight::train::default_cache_dir),
             config,
             augment: self.augment,
         }

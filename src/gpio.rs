@@ -511,9 +511,11 @@ mod tests {
         let t0 = Instant::now();
         {
             let role = Role::Class("dog".into());
-            let mut outputs =
-                Outputs::new([(spec(role, false, false, OutputMode::Pulse(length)), led.clone())])
-                    .unwrap();
+            let mut outputs = Outputs::new([(
+                spec(role, false, false, OutputMode::Pulse(length)),
+                led.clone(),
+            )])
+            .unwrap();
             outputs.show(&decision(Some("dog"), 0.9), t0).unwrap();
             assert_eq!(outputs.poll(t0 + length / 2).unwrap(), Some(t0 + length));
             // Another class does not cut the pulse short.
@@ -552,8 +554,14 @@ mod tests {
         let now = Instant::now();
         {
             let mut outputs = Outputs::new([
-                (spec(Role::Ready, false, false, OutputMode::Level), ready.clone()),
-                (spec(Role::Busy, false, false, OutputMode::Level), busy.clone()),
+                (
+                    spec(Role::Ready, false, false, OutputMode::Level),
+                    ready.clone(),
+                ),
+                (
+                    spec(Role::Busy, false, false, OutputMode::Level),
+                    busy.clone(),
+                ),
             ])
             .unwrap();
             outputs.set_ready(true, now).unwrap();
@@ -574,9 +582,12 @@ mod tests {
         let pin = Mock::new(&[
             T::set(State::Low).with_error(MockError::Io(std::io::ErrorKind::PermissionDenied))
         ]);
-        let error = Output::new(pin.clone(), &spec(Role::Ready, false, false, OutputMode::Level))
-            .err()
-            .unwrap();
+        let error = Output::new(
+            pin.clone(),
+            &spec(Role::Ready, false, false, OutputMode::Level),
+        )
+        .err()
+        .unwrap();
         assert!(error.to_string().contains("setting test"), "{error}");
         let mut pin = pin;
         pin.done();

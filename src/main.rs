@@ -27,8 +27,10 @@ fn parse() -> Cli {
     let version = format!(
         "{} (CPU: {})",
         env!("CARGO_PKG_VERSION"),
-        pinsight::model::cpu_features()
+        pinsight::model::CpuFeatures::detected()
     );
+    // clap takes a &'static str; the process lives that long anyway.
+    let version: &'static str = Box::leak(version.into_boxed_str());
     let matches = Cli::command().version(version).get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }

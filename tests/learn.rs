@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pinsight::Error;
-use pinsight::model::Classifier;
+use pinsight::model::{Classifier, Engine};
 use pinsight::train::{TrainConfig, TrainOptions, train_from_folder};
 
 fn fixture() -> PathBuf {
@@ -19,6 +19,7 @@ fn options(data: &Path, out: &Path, cache: &Path) -> TrainOptions {
         data: data.into(),
         out: out.into(),
         backbone: common::int8_backbone(),
+        engine: Engine::default(),
         cache: cache.into(),
         config: TrainConfig::default(),
         augment: false,

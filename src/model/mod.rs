@@ -409,24 +409,9 @@ impl Classifier {
         })
     }
 
-    /// The head's raw outputs for a decoded image.
-    pub fn logits_of(&self, image: &RgbImage) -> Result<Vec<f32>> {
-        self.head.run(&self.backbone.features_of(image)?)
-    }
-
-    /// Class probabilities (softmax of the head's logits) for one input tensor of `INPUT_LEN`
-    /// values, as [`Preprocessor::tensor`] makes it: the tensor-level step under
-    /// [`Classifier::classify`], for timing inference alone.
-    pub fn probabilities(&self, input: &[f32]) -> Result<Vec<f32>> {
-        let mut logits = self.logits(input)?;
-        softmax_in_place(&mut logits);
-        Ok(logits)
-    }
-
-    /// The head's raw outputs for one input tensor: the tensor-level step under
-    /// [`Classifier::logits_of`].
-    pub fn logits(&self, input: &[f32]) -> Result<Vec<f32>> {
-        self.head.run(&self.backbone.features(input)?)
+    /// The head's raw outputs for pooled features, as [`Backbone::features_of`] makes them.
+    pub fn head_logits(&self, features: &[f32]) -> Result<Vec<f32>> {
+        self.head.run(features)
     }
 }
 

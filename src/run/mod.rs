@@ -3,7 +3,7 @@
 //! [`run`] wires a run in the order that keeps the hardware safe: the output pins are requested
 //! at their safe levels first, then the frame source is opened (a missing camera is reported
 //! before the model spends time loading), then the model is loaded and the deployment's class
-//! names are checked against its labels, then the loop ([`pipeline`]) runs until the source
+//! names are checked against its labels, then the loop ([`run_loop`]) runs until the source
 //! ends, a frame limit or a signal; the outputs go back to their safe levels on every way out.
 //! [`classify`] is the same loop over a list of image files, without pins.
 
@@ -25,7 +25,7 @@ use crate::board::{self, Deployment};
 use crate::frame::PixelFormat;
 use crate::gpio::cdev::Chip;
 use crate::gpio::{self, NoOutputs, Outputs, Presses, Signals, Trigger};
-use crate::model::{Classifier, Engine};
+use crate::model::{Classifier, Engine, KernelSet};
 use crate::scores::Guess;
 use crate::source::{Camera, CameraConfig, Files, FrameSource};
 use crate::{Error, Result};
@@ -47,7 +47,7 @@ impl ModelFiles {
             "model ready in {:.0} ms ({} engine, {} kernels)",
             started.elapsed().as_secs_f64() * 1e3,
             classifier.engine(),
-            classifier.kernels()
+            classifier.kernels().map_or("tract's", KernelSet::name)
         );
         Ok(classifier)
     }
@@ -103,11 +103,7 @@ pub fn run(
     config: &RunConfig,
     report: impl FnMut(&Decided) -> io::Result<()>,
 ) -> Result<RunSummary> {
-    let deployment = config
-        .deployment
-        .as_deref()
-        .map(board::load)
-        .transpose()?;
+    let deployment = config.deployment.as_deref().map(board::load).transpose()?;
     let trigger = match (config.mode, &deployment) {
         (RunMode::Continuous, _) => None,
         (RunMode::Triggered, Some(deployment)) => match &deployment.trigger {

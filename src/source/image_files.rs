@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::{FrameSource, Next};
-use crate::frame::{Frame, PixelFormat};
 use crate::decode::is_image_file_name;
+use crate::frame::{Frame, PixelFormat};
 use crate::{Error, Result};
 
 pub struct Files {

@@ -12,7 +12,6 @@ use super::augment::Variant;
 use crate::checksum::sha256_hex;
 use crate::decode::decode;
 use crate::model::Backbone;
-use crate::preprocess::Preprocessor;
 use crate::{Error, Result};
 
 /// The default cache folder: `$XDG_CACHE_HOME/pinsight/features`, else
@@ -29,8 +28,6 @@ pub fn default_cache_dir() -> PathBuf {
 pub struct Extractor<'a> {
     backbone: &'a Backbone,
     dir: PathBuf,
-    preprocessor: Preprocessor,
-    input: Vec<f32>,
     pub hits: u64,
     pub misses: u64,
 }
@@ -45,8 +42,6 @@ impl<'a> Extractor<'a> {
         Ok(Extractor {
             backbone,
             dir,
-            preprocessor: Preprocessor::default(),
-            input: Vec::new(),
             hits: 0,
             misses: 0,
         })
@@ -73,8 +68,7 @@ impl<'a> Extractor<'a> {
                 })?);
             }
             let image = variant.apply(decoded.clone().expect("decoded above"));
-            self.preprocessor.tensor(&image, &mut self.input);
-            let features = self.backbone.features(&self.input)?;
+            let features = self.backbone.features_of(&image)?;
             write_entry(&entry, &features)?;
             out.push(features);
         }

@@ -32,7 +32,9 @@ mod trainer;
 
 pub use cache::default_cache_dir;
 pub use photos::Split;
-pub use pipeline::{TrainOptions, TrainOutcome, evaluate_folder, train_from_folder};
+pub use pipeline::{
+    EvalOptions, Evaluated, TrainOptions, TrainOutcome, evaluate_folder, train_from_folder,
+};
 pub use report::{ClassScores, EvalReport};
 pub use trainer::{
     ClassWeights, Dataset, Dense, EpochReport, Evaluation, Head, HeadKind, Optimizer, TrainConfig,

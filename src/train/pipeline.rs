@@ -2,7 +2,9 @@
 //! photos, extract their backbone features (through the cache), train a head on them, write it
 //! as a head folder and check that it loads as `run` loads it; or evaluate a head on photos.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
@@ -17,8 +19,7 @@ use super::trainer::{
 };
 use crate::decode::load_rgb;
 use crate::model::head::{DenseLayer, HeadMeta, head_onnx, write_head_dir};
-use crate::model::{Backbone, Classifier};
-use crate::preprocess::Preprocessor;
+use crate::model::{Backbone, Classifier, Engine};
 use crate::{Error, Result};
 
 /// What `pinsight train` was asked to do.
@@ -29,6 +30,8 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// The backbone file whose features the head learns from.
     pub backbone: PathBuf,
+    /// What runs the backbone.
+    pub engine: Engine,
     /// The feature cache's folder ([`super::default_cache_dir`] unless the user names one).
     pub cache: PathBuf,
     pub config: TrainConfig,
@@ -36,8 +39,11 @@ pub struct TrainOptions {
     pub augment: bool,
 }
 
-/// What a training run did, for the person who ran it.
+/// What a training run did, for the person who ran it (its `Display` is what `pinsight train`
+/// prints).
 pub struct TrainOutcome {
+    /// The head folder written.
+    pub out: PathBuf,
     pub classes: Vec<String>,
     /// Photos used per split (train, validation, test), after skipping unreadable ones.
     pub photos: [usize; 3],
@@ -54,11 +60,52 @@ pub struct TrainOutcome {
     pub check_max_abs_diff: f32,
 }
 
+impl fmt::Display for TrainOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [train, validation, test] = self.photos;
+        writeln!(f, "classes: {}", self.classes.join(", "))?;
+        writeln!(
+            f,
+            "photos: {train} train, {validation} validation, {test} test ({} skipped)",
+            self.skipped.len()
+        )?;
+        writeln!(
+            f,
+            "features: {:.1} s ({} from the cache, {} computed); training: {:.1} s, best epoch {} of {}{}",
+            self.extract_seconds,
+            self.cache_hits,
+            self.cache_misses,
+            self.train_seconds,
+            self.report.best_epoch,
+            self.report.epochs.len(),
+            if self.report.stopped_early {
+                " (stopped early)"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(
+            f,
+            "validation accuracy: {:.2}%",
+            100.0 * self.validation.accuracy
+        )?;
+        if let Some(test) = &self.test {
+            writeln!(f, "test accuracy: {:.2}%", 100.0 * test.accuracy)?;
+        }
+        writeln!(
+            f,
+            "wrote {} (tract vs trainer: max abs difference {:.2e})",
+            self.out.display(),
+            self.check_max_abs_diff
+        )
+    }
+}
+
 /// Trains a head on the photos in `options.data` and writes it to `options.out`, then checks
 /// that the written head, loaded as `run` loads it, gives the trainer's logits.
 pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
     let photos = PhotoSet::scan(&options.data)?;
-    let backbone = Backbone::load(&options.backbone)?;
+    let backbone = Arc::new(Backbone::load_with(&options.backbone, options.engine)?);
     let mut extractor = Extractor::new(&backbone, &options.cache)?;
     let started = Instant::now();
     let train_variants: &[Variant] = if options.augment {
@@ -147,13 +194,13 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
         &meta,
     )?;
     let check_max_abs_diff = check_written_head(
-        &options.backbone,
-        &backbone,
+        backbone.clone(),
         &options.out,
         &trained.head,
-        &photos.validation,
+        &validation_set,
     )?;
     Ok(TrainOutcome {
+        out: options.out.clone(),
         classes: photos.classes,
         photos: photos_used,
         skipped,
@@ -217,26 +264,20 @@ fn layers(head: &Head) -> Vec<DenseLayer<'_>> {
         .collect()
 }
 
-/// Loads the written head the way `classify` and `run` do (backbone and head as one tract
-/// plan) and compares its logits with the trainer's forward pass on a few validation photos.
+/// Puts the written head on the loaded backbone with the checks `run` makes (checksums, the
+/// backbone it was made for, shapes, labels) and compares the logits tract computes with it to
+/// the trainer's forward pass, on the features of a few validation photos.
 fn check_written_head(
-    backbone_path: &Path,
-    backbone: &Backbone,
+    backbone: Arc<Backbone>,
     head_dir: &Path,
     head: &Head,
-    photos: &[Photo],
+    validation: &Dataset,
 ) -> Result<f32> {
-    let classifier = Classifier::load(backbone_path, head_dir)?;
-    let mut preprocessor = Preprocessor::default();
-    let mut input = Vec::new();
+    let classifier = Classifier::with_backbone(backbone, head_dir)?;
     let mut worst = 0f32;
-    for photo in photos.iter().take(5) {
-        let Ok(image) = load_rgb(&photo.path) else {
-            continue;
-        };
-        preprocessor.tensor(&image, &mut input);
-        let expected = head.forward(&backbone.features(&input)?);
-        let got = classifier.logits(&input)?;
+    for features in validation.rows().take(5) {
+        let expected = head.forward(features);
+        let got = classifier.head_logits(features)?;
         for (a, b) in expected.iter().zip(&got) {
             worst = worst.max((a - b).abs());
         }
@@ -247,17 +288,57 @@ fn check_written_head(
     Ok(worst)
 }
 
-/// Evaluates the head in `head_dir` (with its backbone, as `run` does) on a split of a photo
-/// folder laid out as for training (split the same way).
-pub fn evaluate_folder(
-    data: &Path,
-    split: Split,
-    backbone: &Path,
-    head_dir: &Path,
-) -> Result<(EvalReport, Vec<PathBuf>)> {
+/// What `pinsight eval` was asked to do.
+pub struct EvalOptions {
+    /// The photos, laid out as for training (and split the same way).
+    pub data: PathBuf,
+    pub split: Split,
+    pub backbone: PathBuf,
+    pub head: PathBuf,
+    /// What runs the backbone.
+    pub engine: Engine,
+    /// Where the JSON report goes.
+    pub json: PathBuf,
+    /// Where the confusion matrix picture goes.
+    pub png: PathBuf,
+}
+
+/// An evaluation, written (its `Display` is what `pinsight eval` prints).
+pub struct Evaluated {
+    pub report: EvalReport,
+    /// Photos that could not be read (named in the log).
+    pub skipped: Vec<PathBuf>,
+    pub json: PathBuf,
+    pub png: PathBuf,
+}
+
+impl fmt::Display for Evaluated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.report.text())?;
+        writeln!(
+            f,
+            "\nwrote {} and {}",
+            self.json.display(),
+            self.png.display()
+        )?;
+        if !self.skipped.is_empty() {
+            writeln!(
+                f,
+                "{} photos could not be read (named in the log)",
+                self.skipped.len()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Evaluates a head (with its backbone, as `run` does) on a split of a photo folder and writes
+/// the report as JSON and as a confusion picture.
+pub fn evaluate_folder(options: &EvalOptions) -> Result<Evaluated> {
+    let (data, head_dir) = (&options.data, &options.head);
     let photos = PhotoSet::scan(data)?;
-    let chosen = photos.in_split(split);
-    let classifier = Classifier::load(backbone, head_dir)?;
+    let chosen = photos.in_split(options.split);
+    let classifier = Classifier::load_with(&options.backbone, head_dir, options.engine)?;
     let head_index = |class: &str| classifier.labels().iter().position(|l| l == class);
     let unknown: Vec<&String> = photos
         .classes
@@ -275,16 +356,13 @@ pub fn evaluate_folder(
             ),
         });
     }
-    let mut preprocessor = Preprocessor::default();
-    let mut input = Vec::new();
     let mut pairs = Vec::new();
     let mut skipped = Vec::new();
     let progress = Progress::new("evaluating", chosen.len() as u64);
     for photo in &chosen {
         match load_rgb(&photo.path) {
             Ok(image) => {
-                preprocessor.tensor(&image, &mut input);
-                let probabilities = classifier.probabilities(&input)?;
+                let probabilities = classifier.classify(&image)?.probabilities;
                 let predicted =
                     crate::scores::top_k(&probabilities, classifier.labels(), 1)[0].index;
                 pairs.push((
@@ -300,5 +378,12 @@ pub fn evaluate_folder(
         progress.inc();
     }
     progress.finish();
-    Ok((EvalReport::from_pairs(classifier.labels(), &pairs), skipped))
+    let report = EvalReport::from_pairs(classifier.labels(), &pairs);
+    report.write(&options.json, &options.png)?;
+    Ok(Evaluated {
+        report,
+        skipped,
+        json: options.json.clone(),
+        png: options.png.clone(),
+    })
 }
