@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use pinsight::bench::BenchOptions;
 use pinsight::frame::PixelFormat;
@@ -22,6 +22,19 @@ use pinsight::train::{
 const BACKBONE: &str = "models/efficientnet-lite0/backbone-int8.onnx";
 /// The bundled ImageNet head.
 const HEAD: &str = "models/imagenet";
+
+/// The command line, with `--version` naming the CPU features the int8 kernels were chosen for.
+pub fn parse() -> Cli {
+    let version = format!(
+        "{} (CPU: {})",
+        env!("CARGO_PKG_VERSION"),
+        pinsight::model::CpuFeatures::detected()
+    );
+    // clap takes a &'static str; the process lives that long anyway.
+    let version: &'static str = Box::leak(version.into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
 
 #[derive(Parser)]
 #[command(name = "pinsight", version, about, long_about = None)]

@@ -94,6 +94,9 @@ pub struct Frame {
 /// Why a frame could not be converted: it is skipped and counted, the stream goes on.
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
+    /// An image file (a folder source's frame) that does not decode.
+    #[error("cannot decode image {origin}: {reason}")]
+    Undecodable { origin: String, reason: String },
     #[error("{origin}: corrupt {format} frame: {reason}")]
     Corrupt {
         origin: String,
@@ -128,8 +131,15 @@ impl Converter {
             reason,
         };
         match frame.format {
-            PixelFormat::Mjpeg | PixelFormat::Encoded => {
+            PixelFormat::Mjpeg => {
                 self.rgb = decode(&frame.data).map_err(corrupt)?;
+                return Ok(&self.rgb);
+            }
+            PixelFormat::Encoded => {
+                self.rgb = decode(&frame.data).map_err(|reason| ConvertError::Undecodable {
+                    origin: frame.origin.clone(),
+                    reason,
+                })?;
                 return Ok(&self.rgb);
             }
             _ => {}

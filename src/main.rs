@@ -7,32 +7,18 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{CommandFactory, FromArgMatches};
 
-use cli::{Cli, Command};
+use cli::Command;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    match run(parse().command) {
+    match run(cli::parse().command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pinsight: {e:#}");
             ExitCode::from(exit_code(&e))
         }
     }
-}
-
-/// The command line, with `--version` naming the CPU features the int8 kernels were chosen for.
-fn parse() -> Cli {
-    let version = format!(
-        "{} (CPU: {})",
-        env!("CARGO_PKG_VERSION"),
-        pinsight::model::CpuFeatures::detected()
-    );
-    // clap takes a &'static str; the process lives that long anyway.
-    let version: &'static str = Box::leak(version.into_boxed_str());
-    let matches = Cli::command().version(version).get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 fn run(command: Command) -> Result<()> {
@@ -68,7 +54,7 @@ fn run(command: Command) -> Result<()> {
     }
 }
 
-/// Every failure exits 2 (clap's own usage errors too); 0 is success.
+/// Every failure exits 2 (as the command line's own usage errors do); 0 is success.
 fn exit_code(_error: &anyhow::Error) -> u8 {
     2
 }

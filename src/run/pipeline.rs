@@ -301,8 +301,8 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             };
             ms.decode += millis(started, Instant::now());
             let classification = self.classifier.classify(image)?;
-            ms.preprocess += classification.preprocess_ms;
-            ms.inference += classification.inference_ms;
+            ms.preprocess += round_ms(classification.preprocess_ms);
+            ms.inference += round_ms(classification.inference_ms);
             return Ok(Some(Classified {
                 frame,
                 probabilities: classification.probabilities,
