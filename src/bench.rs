@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode::load_rgb;
 use crate::frame::{Converter, Frame, PixelFormat};
-use crate::model::{Classifier, Engine, KernelSet};
+use crate::model::{Classifier, Engine};
 use crate::preprocess::Preprocessor;
 
 /// The backbones the report measures when none is named: the int8 file pinsight runs by
@@ -187,7 +187,10 @@ fn model_table(out: &mut impl Write, results: &[ModelBench], runs: usize) -> io:
             out,
             "{:<width$} {:<22} {:>9.0} {:>9.0} {:>9.2} {:>9.2} {:>9}  {} ({:.2})",
             r.backbone,
-            format!("{} ({})", r.engine, r.kernels),
+            match &r.kernels {
+                Some(kernels) => format!("{} ({kernels})", r.engine),
+                None => r.engine.clone(),
+            },
             r.ready_ms,
             r.load_ms,
             r.p50_ms,
@@ -249,9 +252,10 @@ fn measure_in_child(args: &BenchOptions, backbone: &Path) -> Result<ModelBench, 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelBench {
     pub engine: String,
-    /// The kernel set the int8 engine chose from the CPU's features (tract: its own).
+    /// The kernel set the int8 engine chose from the CPU's features (none on tract, which
+    /// picks its own).
     #[serde(default)]
-    pub kernels: String,
+    pub kernels: Option<String>,
     pub backbone: String,
     pub head: String,
     pub threads: u32,
@@ -305,7 +309,7 @@ pub fn measure_model(
         .unwrap_or((0, f32::NAN));
     Ok(ModelBench {
         engine: classifier.engine().to_string(),
-        kernels: classifier.kernels().map_or("tract", KernelSet::name).into(),
+        kernels: classifier.kernels().map(|set| set.name().into()),
         backbone: backbone.display().to_string(),
         head: head_dir.display().to_string(),
         threads: 1,
