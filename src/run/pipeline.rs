@@ -51,8 +51,9 @@ pub struct Decided<'a> {
     pub trigger: Option<TriggerReport>,
 }
 
-/// Milliseconds each stage took for this result. A result line shows `capture`, `convert`
-/// (decoding or colour conversion, then the model's preprocessing), `inference` and `decide`.
+/// Milliseconds each stage took for this result (summed over a triggered burst). A result line
+/// shows `capture`, `convert` (decoding or colour conversion, then the model's preprocessing),
+/// `inference` and `decide`, each to the microsecond.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StageTimes {
     /// Waiting for the frame.
@@ -76,10 +77,10 @@ impl StageTimes {
 impl Serialize for StageTimes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut times = serializer.serialize_struct("StageTimes", 4)?;
-        times.serialize_field("capture", &self.capture)?;
+        times.serialize_field("capture", &round_ms(self.capture))?;
         times.serialize_field("convert", &self.convert())?;
-        times.serialize_field("inference", &self.inference)?;
-        times.serialize_field("decide", &self.decide)?;
+        times.serialize_field("inference", &round_ms(self.inference))?;
+        times.serialize_field("decide", &round_ms(self.decide))?;
         times.end()
     }
 }
