@@ -444,3 +444,66 @@ pub fn head_onnx(layers: &[DenseLayer]) -> Vec<u8> {
     };
     model.encode_to_vec()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a_head() -> (Vec<u8>, Vec<String>, HeadMeta) {
+        let onnx = head_onnx(&[DenseLayer {
+            weights: &[1.0, 0.0, 0.0, 1.0],
+            bias: &[0.0, 0.0],
+            inputs: 2,
+            outputs: 2,
+        }]);
+        let meta = HeadMeta {
+            name: "test".into(),
+            classes: 2,
+            backbone_sha256: vec!["0".repeat(64)],
+            extra: serde_json::Map::new(),
+        };
+        (onnx, vec!["a".into(), "b".into()], meta)
+    }
+
+    fn refused(dir: &Path, why: &str) {
+        match check_destination(dir) {
+            Err(Error::OutRefused { reason, .. }) => assert!(reason.contains(why), "{reason}"),
+            other => panic!("{} should be refused ({why}): {other:?}", dir.display()),
+        }
+    }
+
+    #[test]
+    fn only_new_empty_or_pinsight_head_folders_are_replaced() {
+        let work = tempfile::tempdir().unwrap();
+        let (onnx, labels, meta) = a_head();
+        let dir = work.path().join("head");
+        assert_eq!(check_destination(&dir).unwrap(), Destination::Absent);
+        write_head_dir(&dir, &onnx, &labels, &meta).unwrap();
+        assert_eq!(check_destination(&dir).unwrap(), Destination::PinsightHead);
+        // Written again over itself: replaced, and no staging folder left beside it.
+        write_head_dir(&dir, &onnx, &labels, &meta).unwrap();
+        let beside: Vec<_> = std::fs::read_dir(work.path()).unwrap().collect();
+        assert_eq!(beside.len(), 1);
+
+        std::fs::create_dir(work.path().join("empty")).unwrap();
+        assert_eq!(
+            check_destination(&work.path().join("empty")).unwrap(),
+            Destination::Empty
+        );
+
+        // The ImageNet head has the four files but pinsight train did not write it.
+        let imagenet = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/imagenet");
+        refused(&imagenet, "no \"pinsight\" field");
+
+        // A label edited by hand: the folder is no longer what pinsight wrote.
+        std::fs::write(dir.join(LABELS_FILE), "a\nc\n").unwrap();
+        refused(&dir, "SHA256SUMS");
+        let edited = std::fs::read(dir.join(LABELS_FILE)).unwrap();
+        assert!(write_head_dir(&dir, &onnx, &labels, &meta).is_err());
+        assert_eq!(std::fs::read(dir.join(LABELS_FILE)).unwrap(), edited);
+
+        let link = work.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        refused(&link, "symbolic link");
+    }
+}
