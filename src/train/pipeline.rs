@@ -104,9 +104,9 @@ impl fmt::Display for TrainOutcome {
 /// Trains a head on the photos in `options.data` and writes it to `options.out`, then checks
 /// that the written head, loaded as `run` loads it, gives the trainer's logits.
 ///
-/// Before any work, `options.out` is checked ([`check_out`]: absent, an empty folder, or a head
+/// Before any work, `options.out` is checked (`check_out`: absent, an empty folder, or a head
 /// folder pinsight wrote; apart from the photos and the cache) and the photo folder's layout
-/// and class names ([`PhotoSet::scan`]); the new head is loaded and checked in a staging
+/// and class names (`PhotoSet::scan`); the new head is loaded and checked in a staging
 /// folder, and replaces the previous one only when that check passes.
 pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
     let out = check_out(options)?;
