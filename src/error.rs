@@ -126,6 +126,9 @@ pub enum Error {
         device.display()
     )]
     GpioPermission { device: PathBuf },
+
+    #[error("will not write a head to {}: {reason}", path.display())]
+    OutRefused { path: PathBuf, reason: String },
 }
 
 impl Error {

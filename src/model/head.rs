@@ -94,25 +94,150 @@ impl HeadFiles {
     }
 }
 
-/// Writes a head folder so that `dir` never holds half a head: the files (and their
-/// `SHA256SUMS`) are written into a temporary folder beside it, which then takes `dir`'s place
-/// in one rename (an existing head is swapped out atomically and removed).
-pub fn write_head_dir(dir: &Path, onnx: &[u8], labels: &[String], meta: &HeadMeta) -> Result<()> {
+/// The files of a head folder pinsight writes; nothing else is ever in one.
+pub const HEAD_FILES: [&str; 4] = [
+    ONNX_FILE,
+    LABELS_FILE,
+    META_FILE,
+    crate::checksum::SUMS_FILE,
+];
+
+/// The field of `head.json` that says which pinsight wrote the head (its version).
+pub const WRITER_FIELD: &str = "pinsight";
+
+/// What is at a path a head is about to be written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// Nothing: the head folder is created.
+    Absent,
+    /// An empty folder: it is replaced.
+    Empty,
+    /// A head folder pinsight wrote and nobody changed: it is replaced, its four files removed.
+    PinsightHead,
+}
+
+/// Checks that a head may be written to `dir`, and says what is there. A head is written only
+/// to a path that is absent, an empty folder, or a head folder pinsight wrote: a real folder
+/// (not a symbolic link) holding exactly `head.onnx`, `labels.txt`, `head.json` and
+/// `SHA256SUMS`, each a regular file, whose `head.json` names the pinsight that wrote it
+/// (the `"pinsight"` field) and whose `SHA256SUMS` matches the three other files. Anything
+/// else (a file, a link, a folder with other files or changed files) is refused with the
+/// reason: pinsight never removes what it did not write.
+pub fn check_destination(dir: &Path) -> Result<Destination> {
+    let refuse = |reason: String| Error::OutRefused {
+        path: dir.into(),
+        reason,
+    };
+    let metadata = match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Destination::Absent),
+        Err(e) => return Err(refuse(format!("cannot look at it: {e}"))),
+        Ok(metadata) => metadata,
+    };
+    if metadata.file_type().is_symlink() {
+        return Err(refuse(
+            "it is a symbolic link: name the folder it points to, or a new folder".into(),
+        ));
+    }
+    if !metadata.is_dir() {
+        return Err(refuse(
+            "it is a file, not a folder: name a new or empty folder for the head".into(),
+        ));
+    }
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| refuse(format!("cannot list it: {e}")))? {
+        let entry = entry.map_err(|e| refuse(format!("cannot list it: {e}")))?;
+        names.push(entry.file_name());
+    }
+    if names.is_empty() {
+        return Ok(Destination::Empty);
+    }
+    names.sort();
+    let foreign: Vec<String> = names
+        .iter()
+        .filter(|n| !HEAD_FILES.iter().any(|h| n.as_os_str() == *h))
+        .map(|n| format!("{:?}", n.to_string_lossy()))
+        .collect();
+    let not_a_head = |what: String| {
+        refuse(format!(
+            "it is not a head folder pinsight wrote ({what}), and pinsight only replaces its \
+             own: name a new or empty folder, or move those files away"
+        ))
+    };
+    if !foreign.is_empty() {
+        let shown = foreign
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = foreign.len().saturating_sub(5);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        return Err(not_a_head(format!("it holds {shown}{more}")));
+    }
+    for name in HEAD_FILES {
+        match std::fs::symlink_metadata(dir.join(name)) {
+            Ok(m) if m.file_type().is_file() => {}
+            Ok(_) => return Err(not_a_head(format!("{name} is not a regular file"))),
+            Err(_) => return Err(not_a_head(format!("{name} is missing"))),
+        }
+    }
+    for name in [ONNX_FILE, LABELS_FILE, META_FILE] {
+        if let Err(e) = read_verified(&dir.join(name)) {
+            return Err(not_a_head(format!(
+                "{name} does not match its SHA256SUMS line: {e}"
+            )));
+        }
+    }
+    let meta = std::fs::read(dir.join(META_FILE)).map_err(|e| refuse(e.to_string()))?;
+    let written_by_pinsight = serde_json::from_slice::<serde_json::Value>(&meta)
+        .ok()
+        .and_then(|v| v.get(WRITER_FIELD).map(serde_json::Value::is_string))
+        .unwrap_or(false);
+    if !written_by_pinsight {
+        return Err(not_a_head(format!(
+            "its {META_FILE} has no \"{WRITER_FIELD}\" field: `pinsight train` did not write it"
+        )));
+    }
+    Ok(Destination::PinsightHead)
+}
+
+/// A head written into a staging folder beside its destination, not yet in place: load and
+/// check it from [`StagedHead::path`], then [`StagedHead::commit`] it. Dropped uncommitted, the
+/// staging folder (holding only the files written here) is removed.
+pub struct StagedHead {
+    staging: tempfile::TempDir,
+    target: PathBuf,
+}
+
+/// Writes a head folder's files (and their `SHA256SUMS`) into a new staging folder beside
+/// `dir`, each synced to disk. `head.json` gets a `"pinsight"` field (this version), which
+/// marks the folder as one pinsight may replace later.
+pub fn stage_head_dir(
+    dir: &Path,
+    onnx: &[u8],
+    labels: &[String],
+    meta: &HeadMeta,
+) -> Result<StagedHead> {
     let fail = |e: std::io::Error| Error::Write {
         path: dir.into(),
         reason: e.to_string(),
     };
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = crate::durable::parent_of(dir);
     std::fs::create_dir_all(parent).map_err(fail)?;
-    let staging = tempfile::Builder::new()
-        .prefix(".pinsight-head-")
-        .tempdir_in(parent)
-        .map_err(fail)?;
+    let staging = crate::durable::staging_dir_for(dir, "head").map_err(fail)?;
+    let mut meta = meta.clone();
+    meta.extra
+        .entry(WRITER_FIELD)
+        .or_insert_with(|| env!("CARGO_PKG_VERSION").into());
     let labels_text: String = labels.iter().map(|l| format!("{l}\n")).collect();
-    let meta_text = serde_json::to_string_pretty(meta).expect("metadata serialises") + "\n";
+    let meta_text = serde_json::to_string_pretty(&meta)
+        .map_err(std::io::Error::other)
+        .map_err(fail)?
+        + "\n";
     let files: [(&str, &[u8]); 3] = [
         (ONNX_FILE, onnx),
         (LABELS_FILE, labels_text.as_bytes()),
@@ -120,52 +245,87 @@ pub fn write_head_dir(dir: &Path, onnx: &[u8], labels: &[String], meta: &HeadMet
     ];
     let mut sums = String::new();
     for (name, bytes) in files {
-        std::fs::write(staging.path().join(name), bytes).map_err(fail)?;
+        crate::durable::write(&staging.path().join(name), bytes)?;
         sums.push_str(&format!("{}  {name}\n", crate::checksum::sha256_hex(bytes)));
     }
-    std::fs::write(staging.path().join(crate::checksum::SUMS_FILE), sums).map_err(fail)?;
-    for name in [
-        ONNX_FILE,
-        LABELS_FILE,
-        META_FILE,
-        crate::checksum::SUMS_FILE,
-    ] {
-        std::fs::File::open(staging.path().join(name))
-            .and_then(|f| f.sync_all())
-            .map_err(fail)?;
-    }
-    swap_into_place(staging.path(), dir).map_err(fail)?;
-    // `staging` now holds the previous head, if there was one; dropping it removes it.
-    Ok(())
+    crate::durable::write(
+        &staging.path().join(crate::checksum::SUMS_FILE),
+        sums.as_bytes(),
+    )?;
+    Ok(StagedHead {
+        staging,
+        target: dir.into(),
+    })
 }
 
-/// Moves the folder `from` to `to`. When `to` exists the two are exchanged in one
-/// `renameat2(RENAME_EXCHANGE)`, so `to` is always a complete folder.
-fn swap_into_place(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    if !to.exists() {
-        return std::fs::rename(from, to);
+impl StagedHead {
+    /// The staging folder: a complete head folder, loadable as `run` loads one.
+    pub fn path(&self) -> &Path {
+        self.staging.path()
     }
-    if !to.is_dir() {
-        return Err(std::io::Error::other("exists and is not a folder"));
-    }
-    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
-    let (from_c, to_c) = (c(from)?, c(to)?);
-    // SAFETY: both are valid NUL-terminated paths that outlive the call.
-    let status = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from_c.as_ptr(),
-            libc::AT_FDCWD,
-            to_c.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if status == 0 {
+
+    /// Puts the staged head in place of its destination in one rename (an exchange when a
+    /// folder is there), syncs the parent folder, then removes the previous head's files (only
+    /// the four a head folder holds) and its folder. The destination is checked again first
+    /// ([`check_destination`]): what is there now must still be pinsight's to replace.
+    pub fn commit(self) -> Result<()> {
+        let StagedHead { staging, target } = self;
+        let fail = |e: std::io::Error| Error::Write {
+            path: target.clone(),
+            reason: e.to_string(),
+        };
+        let destination = check_destination(&target)?;
+        // From here the staging folder is removed by hand (its four files, then the folder),
+        // never by the TempDir's remove_dir_all: after an exchange it holds what was at
+        // `target`.
+        let staging = staging.keep();
+        let swapped = match destination {
+            Destination::Absent => crate::durable::rename_noreplace(&staging, &target),
+            Destination::Empty | Destination::PinsightHead => {
+                crate::durable::exchange(&staging, &target)
+            }
+        };
+        if let Err(e) = swapped {
+            remove_head_folder(&staging);
+            return Err(fail(e));
+        }
+        crate::durable::sync_dir(crate::durable::parent_of(&target)).map_err(fail)?;
+        if destination != Destination::Absent {
+            remove_head_folder(&staging);
+        }
         Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Writes a head folder so that `dir` never holds half a head ([`stage_head_dir`], then
+/// [`StagedHead::commit`]).
+pub fn write_head_dir(dir: &Path, onnx: &[u8], labels: &[String], meta: &HeadMeta) -> Result<()> {
+    check_destination(dir)?;
+    stage_head_dir(dir, onnx, labels, meta)?.commit()
+}
+
+/// Removes a head folder pinsight wrote (a staged one, or the previous head swapped out): its
+/// four files (regular files only) and then the folder, which fails, leaving it in place with a
+/// warning, if anything else is in it.
+fn remove_head_folder(dir: &Path) {
+    for name in HEAD_FILES {
+        let path = dir.join(name);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file())
+            && let Err(e) = std::fs::remove_file(&path)
+        {
+            log::warn!("cannot remove {}: {e}", path.display());
+        }
+    }
+    if let Err(e) = std::fs::remove_dir(dir) {
+        log::warn!(
+            "left the folder {} in place ({e}): it holds files pinsight did not write",
+            dir.display()
+        );
+    } else if let Err(e) = crate::durable::sync_dir(crate::durable::parent_of(dir)) {
+        log::warn!(
+            "cannot sync {}: {e}",
+            crate::durable::parent_of(dir).display()
+        );
     }
 }
 
@@ -283,4 +443,67 @@ pub fn head_onnx(layers: &[DenseLayer]) -> Vec<u8> {
         ..Default::default()
     };
     model.encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a_head() -> (Vec<u8>, Vec<String>, HeadMeta) {
+        let onnx = head_onnx(&[DenseLayer {
+            weights: &[1.0, 0.0, 0.0, 1.0],
+            bias: &[0.0, 0.0],
+            inputs: 2,
+            outputs: 2,
+        }]);
+        let meta = HeadMeta {
+            name: "test".into(),
+            classes: 2,
+            backbone_sha256: vec!["0".repeat(64)],
+            extra: serde_json::Map::new(),
+        };
+        (onnx, vec!["a".into(), "b".into()], meta)
+    }
+
+    fn refused(dir: &Path, why: &str) {
+        match check_destination(dir) {
+            Err(Error::OutRefused { reason, .. }) => assert!(reason.contains(why), "{reason}"),
+            other => panic!("{} should be refused ({why}): {other:?}", dir.display()),
+        }
+    }
+
+    #[test]
+    fn only_new_empty_or_pinsight_head_folders_are_replaced() {
+        let work = tempfile::tempdir().unwrap();
+        let (onnx, labels, meta) = a_head();
+        let dir = work.path().join("head");
+        assert_eq!(check_destination(&dir).unwrap(), Destination::Absent);
+        write_head_dir(&dir, &onnx, &labels, &meta).unwrap();
+        assert_eq!(check_destination(&dir).unwrap(), Destination::PinsightHead);
+        // Written again over itself: replaced, and no staging folder left beside it.
+        write_head_dir(&dir, &onnx, &labels, &meta).unwrap();
+        let beside: Vec<_> = std::fs::read_dir(work.path()).unwrap().collect();
+        assert_eq!(beside.len(), 1);
+
+        std::fs::create_dir(work.path().join("empty")).unwrap();
+        assert_eq!(
+            check_destination(&work.path().join("empty")).unwrap(),
+            Destination::Empty
+        );
+
+        // The ImageNet head has the four files but pinsight train did not write it.
+        let imagenet = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/imagenet");
+        refused(&imagenet, "no \"pinsight\" field");
+
+        // A label edited by hand: the folder is no longer what pinsight wrote.
+        std::fs::write(dir.join(LABELS_FILE), "a\nc\n").unwrap();
+        refused(&dir, "SHA256SUMS");
+        let edited = std::fs::read(dir.join(LABELS_FILE)).unwrap();
+        assert!(write_head_dir(&dir, &onnx, &labels, &meta).is_err());
+        assert_eq!(std::fs::read(dir.join(LABELS_FILE)).unwrap(), edited);
+
+        let link = work.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        refused(&link, "symbolic link");
+    }
 }

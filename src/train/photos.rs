@@ -36,6 +36,17 @@ pub enum Split {
     All,
 }
 
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Split::Test => "test",
+            Split::Validation => "validation",
+            Split::Train => "train",
+            Split::All => "whole",
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PhotoSet {
     /// Class names, sorted: the index of a name is its class index.
@@ -48,7 +59,8 @@ pub struct PhotoSet {
 impl PhotoSet {
     /// Reads the folder layout. Without split folders, each class is split 70/15/15 into
     /// train/validation/test by a shuffle with a fixed seed (at least one validation photo for
-    /// a class of 3 or more).
+    /// a class of 3 or more; a class of 1 or 2 photos is all training photos). Class folder
+    /// names must make good labels ([`check_class_name`]); a folder with none is refused.
     pub fn scan(dir: &Path) -> Result<PhotoSet> {
         let bad = |reason: String| Error::Dataset {
             dir: dir.into(),
@@ -89,17 +101,17 @@ impl PhotoSet {
             let sets = stratified_split(all, classes.len(), SPLIT_SEED);
             (classes, sets)
         };
-        let dataset = PhotoSet {
+        Ok(PhotoSet {
             classes,
             train,
             validation,
             test,
-        };
-        dataset.check().map_err(bad)?;
-        Ok(dataset)
+        })
     }
 
-    fn check(&self) -> std::result::Result<(), String> {
+    /// Whether a head can be trained on these photos: 2 or more classes, each with 2 or more
+    /// training photos, and some validation photos. (An evaluation needs none of this.)
+    pub fn check_trainable(&self) -> std::result::Result<(), String> {
         if self.classes.len() < 2 {
             return Err(format!(
                 "a classifier needs at least 2 classes (one folder of photos each); found {}",
@@ -154,14 +166,64 @@ impl PhotoSet {
     }
 }
 
+/// The longest class name, in characters: it is a label in `labels.txt`, in the JSON output
+/// and in the confusion picture.
+pub const MAX_CLASS_NAME: usize = 100;
+
+/// Whether a folder name makes a good class label: UTF-8, 1 to [`MAX_CLASS_NAME`] characters,
+/// no control characters (a newline would split `labels.txt`), no spaces at either end (so
+/// "hat" and "hat " cannot both be classes), and not only spaces. Returns what is wrong.
+pub fn check_class_name(name: &std::ffi::OsStr) -> std::result::Result<&str, String> {
+    let shown = format!("{:?}", name.to_string_lossy());
+    let name = name
+        .to_str()
+        .ok_or_else(|| format!("the folder name {shown} is not valid UTF-8"))?;
+    let problem = if name.trim().is_empty() {
+        Some("is empty or only spaces".to_string())
+    } else if name.chars().any(char::is_control) {
+        Some("holds a control character (a newline, tab, ...)".into())
+    } else if name.trim() != name {
+        Some("starts or ends with a space".into())
+    } else if name.chars().count() > MAX_CLASS_NAME {
+        Some(format!("is longer than {MAX_CLASS_NAME} characters"))
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(format!("the class folder name {shown} {problem}")),
+        None => Ok(name),
+    }
+}
+
+/// The class folders under `dir` (hidden folders and split folders left out), sorted, each
+/// name checked with [`check_class_name`], and no two the same but for case (they would be
+/// one folder on a FAT or exFAT card).
 fn class_names(dir: &Path) -> Result<Vec<String>> {
-    let names: BTreeSet<String> = std::fs::read_dir(dir)
-        .map_err(Error::read(dir))?
-        .filter_map(|entry| entry.ok())
-        .filter(|entry| entry.path().is_dir())
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|name| !name.starts_with('.') && !SPLITS.contains(&name.as_str()))
-        .collect();
+    let bad = |reason: String| Error::Dataset {
+        dir: dir.into(),
+        reason: format!("{reason}: rename the folder to a plain class name"),
+    };
+    let mut names = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).map_err(Error::read(dir))? {
+        let entry = entry.map_err(Error::read(dir))?;
+        if !entry.path().is_dir() {
+            continue;
+        }
+        let raw = entry.file_name();
+        if raw.as_encoded_bytes().starts_with(b".") || SPLITS.iter().any(|s| raw.as_os_str() == *s)
+        {
+            continue;
+        }
+        names.insert(check_class_name(&raw).map_err(bad)?.to_owned());
+    }
+    let mut folded = std::collections::BTreeMap::new();
+    for name in &names {
+        if let Some(other) = folded.insert(name.to_lowercase(), name) {
+            return Err(bad(format!(
+                "the class folders {other:?} and {name:?} differ only in case"
+            )));
+        }
+    }
     Ok(names.into_iter().collect())
 }
 

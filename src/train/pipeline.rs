@@ -18,7 +18,7 @@ use super::trainer::{
     self, Dataset, Evaluation, Head, HeadKind, TrainConfig, TrainError, TrainReport,
 };
 use crate::decode::load_rgb;
-use crate::model::head::{DenseLayer, HeadMeta, head_onnx, write_head_dir};
+use crate::model::head::{DenseLayer, HeadMeta, check_destination, head_onnx, stage_head_dir};
 use crate::model::{Backbone, Classifier, Engine};
 use crate::{Error, Result};
 
@@ -103,8 +103,18 @@ impl fmt::Display for TrainOutcome {
 
 /// Trains a head on the photos in `options.data` and writes it to `options.out`, then checks
 /// that the written head, loaded as `run` loads it, gives the trainer's logits.
+///
+/// Before any work, `options.out` is checked (`check_out`: absent, an empty folder, or a head
+/// folder pinsight wrote; apart from the photos and the cache) and the photo folder's layout
+/// and class names (`PhotoSet::scan`); the new head is loaded and checked in a staging
+/// folder, and replaces the previous one only when that check passes.
 pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
+    let out = check_out(options)?;
     let photos = PhotoSet::scan(&options.data)?;
+    photos.check_trainable().map_err(|reason| Error::Dataset {
+        dir: options.data.clone(),
+        reason,
+    })?;
     let backbone = Arc::new(Backbone::load_with(&options.backbone, options.engine)?);
     let mut extractor = Extractor::new(&backbone, &options.cache)?;
     let started = Instant::now();
@@ -187,18 +197,24 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
         .expect("an object")
         .clone(),
     };
-    write_head_dir(
-        &options.out,
+    let staged = stage_head_dir(
+        &out,
         &head_onnx(&layers(&trained.head)),
         &photos.classes,
         &meta,
     )?;
     let check_max_abs_diff = check_written_head(
         backbone.clone(),
-        &options.out,
+        staged.path(),
         &trained.head,
         &validation_set,
-    )?;
+    )
+    .map_err(|e| {
+        Error::Training(format!(
+            "the new head failed its check, so the previous one was kept: {e}"
+        ))
+    })?;
+    staged.commit()?;
     Ok(TrainOutcome {
         out: options.out.clone(),
         classes: photos.classes,
@@ -213,6 +229,64 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
         test,
         check_max_abs_diff,
     })
+}
+
+/// Checks `--out` before any work and returns it as an absolute path with its folders'
+/// symbolic links resolved. It must be absent, an empty folder or a head folder pinsight wrote
+/// ([`check_destination`]), and neither inside nor around the photos or the feature cache (a
+/// head written there would take their place).
+fn check_out(options: &TrainOptions) -> Result<PathBuf> {
+    let refuse = |reason: String| Error::OutRefused {
+        path: options.out.clone(),
+        reason,
+    };
+    let out = resolve(&options.out).map_err(|e| refuse(e.to_string()))?;
+    for (what, path) in [("photos", &options.data), ("feature cache", &options.cache)] {
+        let Ok(other) = resolve(path) else { continue };
+        let relation = if out == other {
+            "is"
+        } else if out.starts_with(&other) {
+            "is inside"
+        } else if other.starts_with(&out) {
+            "holds"
+        } else {
+            continue;
+        };
+        return Err(refuse(format!(
+            "it {relation} the {what} folder {}: write the head to a folder of its own",
+            path.display()
+        )));
+    }
+    check_destination(&out).map_err(|e| match e {
+        Error::OutRefused { reason, .. } => refuse(reason),
+        e => e,
+    })?;
+    Ok(out)
+}
+
+/// `path` made absolute, with the symbolic links in its existing part resolved; the missing
+/// part is kept as written (and must not hold `.` or `..`).
+fn resolve(path: &Path) -> std::io::Result<PathBuf> {
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut missing = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(real) => {
+                return Ok(missing.iter().rev().fold(real, |p, name| p.join(name)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (Some(name), Some(parent)) = (existing.file_name(), existing.parent()) else {
+                    return Err(std::io::Error::other(
+                        "name the folder itself (a path without `..`)",
+                    ));
+                };
+                missing.push(name);
+                existing = parent;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn training_error(error: TrainError) -> Error {
@@ -264,6 +338,9 @@ fn layers(head: &Head) -> Vec<DenseLayer<'_>> {
         .collect()
 }
 
+/// How far tract's logits may be from the trainer's, relative to the largest logit (plus 1).
+const HEAD_CHECK_TOLERANCE: f32 = 1e-3;
+
 /// Puts the written head on the loaded backbone with the checks `run` makes (checksums, the
 /// backbone it was made for, shapes, labels) and compares the logits tract computes with it to
 /// the trainer's forward pass, on the features of a few validation photos.
@@ -274,23 +351,48 @@ fn check_written_head(
     validation: &Dataset,
 ) -> Result<f32> {
     let classifier = Classifier::with_backbone(backbone, head_dir)?;
-    let mut worst = 0f32;
+    let (mut worst, mut largest) = (0f32, 0f32);
     for features in validation.rows().take(5) {
         let expected = head.forward(features);
         let got = classifier.head_logits(features)?;
+        if got.len() != expected.len() {
+            return Err(Error::BadHead {
+                dir: head_dir.into(),
+                reason: format!("{} logits, the trainer has {}", got.len(), expected.len()),
+            });
+        }
         for (a, b) in expected.iter().zip(&got) {
-            worst = worst.max((a - b).abs());
+            // NaN compares false with everything: count it as the worst difference.
+            let diff = (a - b).abs();
+            worst = if diff.is_nan() {
+                f32::INFINITY
+            } else {
+                worst.max(diff)
+            };
+            largest = largest.max(a.abs());
         }
     }
     log::info!(
         "the written head in tract vs the trainer's forward pass: max abs difference {worst:e}"
     );
+    // tract and the trainer sum the same f32 products in another order: they agree to about
+    // 1e-6 of the logits' size; a difference of 1e-3 means the written head is not the
+    // trained one.
+    if !worst.is_finite() || worst > HEAD_CHECK_TOLERANCE * (1.0 + largest) {
+        return Err(Error::BadHead {
+            dir: head_dir.into(),
+            reason: format!(
+                "tract's logits differ from the trainer's by {worst:e} (logits up to {largest:e})"
+            ),
+        });
+    }
     Ok(worst)
 }
 
 /// What `pinsight eval` was asked to do.
 pub struct EvalOptions {
-    /// The photos, laid out as for training (and split the same way).
+    /// The photos, laid out as for training and split the same way (`Split::All` takes every
+    /// photo); unlike training, any number of classes and photos a class will do.
     pub data: PathBuf,
     pub split: Split,
     pub backbone: PathBuf,
@@ -338,6 +440,20 @@ pub fn evaluate_folder(options: &EvalOptions) -> Result<Evaluated> {
     let (data, head_dir) = (&options.data, &options.head);
     let photos = PhotoSet::scan(data)?;
     let chosen = photos.in_split(options.split);
+    if chosen.is_empty() {
+        return Err(Error::Dataset {
+            dir: data.into(),
+            reason: format!(
+                "no photos in its {} split{}: `--split all` evaluates every photo",
+                options.split,
+                if photos.classes.is_empty() {
+                    " (no class folders)"
+                } else {
+                    " (a class of 1 or 2 photos is all training photos when pinsight splits it)"
+                }
+            ),
+        });
+    }
     let classifier = Classifier::load_with(&options.backbone, head_dir, options.engine)?;
     let head_index = |class: &str| classifier.labels().iter().position(|l| l == class);
     let unknown: Vec<&String> = photos
