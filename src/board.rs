@@ -183,6 +183,8 @@ pub fn load(path: &Path) -> Result<Deployment> {
         reason,
     };
     let deployment = read_table(path, "a deployment config")?;
+    // A mistake in [gpio] or [pins] is the board file's unless the deployment sets them too.
+    let sets_board_keys = deployment.contains_key("gpio") || deployment.contains_key("pins");
     let board_name = match deployment.get("board") {
         Some(toml::Value::String(name)) => name.clone(),
         Some(_) => return Err(bad("`board` must be a string".into())),
@@ -197,7 +199,7 @@ pub fn load(path: &Path) -> Result<Deployment> {
         .try_into()
         .map_err(|e: toml::de::Error| bad(e.message().to_string()))?;
     resolve(&board_name, raw).map_err(|reason| Error::Config {
-        path: if reason.about_board {
+        path: if reason.about_board && !sets_board_keys {
             board_path
         } else {
             path.to_path_buf()

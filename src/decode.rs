@@ -88,7 +88,9 @@ pub fn read_regular_file(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>>
         };
         return Err(refuse(
             io::ErrorKind::InvalidInput,
-            format!("it is {kind}, not a regular file; pinsight reads {what} only from a regular file"),
+            format!(
+                "it is {kind}, not a regular file; pinsight reads {what} only from a regular file"
+            ),
         ));
     }
     let too_large = || {
@@ -117,7 +119,7 @@ pub fn read_regular_file(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>>
 /// `bytes` in KiB, MiB or GiB when it is a whole number of them.
 fn human_bytes(bytes: u64) -> String {
     for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{} {unit}", bytes >> shift);
         }
     }
@@ -145,16 +147,25 @@ pub fn decode(data: &[u8]) -> Result<RgbImage, String> {
         Cow::Borrowed(data)
     };
     let error = |e: image::ImageError| e.to_string();
+    let reader = |limits: Limits| -> Result<ImageReader<Cursor<&[u8]>>, String> {
+        let mut reader = ImageReader::new(Cursor::new(&*data))
+            .with_guessed_format()
+            .map_err(|e| e.to_string())?;
+        reader.limits(limits);
+        Ok(reader)
+    };
+    // The header first, to refuse an image by its size in words: the decoders' own refusal of
+    // a size beyond the limits below does not say the size.
+    let (width, height) = reader(Limits::default())?
+        .into_dimensions()
+        .map_err(error)?;
+    check_size(width, height, 0)?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODED_BYTES);
-    let mut reader = ImageReader::new(Cursor::new(data))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
-    reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(error)?;
-    // Not every decoder applies the limits itself: check the header's claims here too.
+    let mut decoder = reader(limits)?.into_decoder().map_err(error)?;
+    // Not every decoder applies the limits itself: check what this one will allocate.
     let (width, height) = decoder.dimensions();
     check_size(width, height, decoder.total_bytes())?;
     let orientation = decoder.orientation().map_err(error)?;

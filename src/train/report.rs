@@ -2,7 +2,7 @@
 //! text, as JSON and as a PNG heat map with the class names.
 //!
 //! The JSON holds the whole matrix. The picture and the text show at most
-//! [`MAX_SHOWN_CLASSES`] classes of it: a head with 1000 classes would draw a picture of
+//! `MAX_SHOWN_CLASSES` (40) classes of it: a head with 1000 classes would draw a picture of
 //! 36164 × 36280 pixels (4 GB of memory) and print lines 4000 characters long. Above that many,
 //! they show the classes that have photos or predictions, and when those are still too many
 //! the most confused of them; the report says so (`shown_classes` and `shown_note` in the JSON,
@@ -43,7 +43,7 @@ pub struct EvalReport {
     /// `confusion[truth][predicted]`: photo counts.
     pub confusion: Vec<Vec<u64>>,
     /// The classes the picture and the text's matrix show (all of them up to
-    /// [`MAX_SHOWN_CLASSES`]), in class order.
+    /// `MAX_SHOWN_CLASSES` (40)), in class order.
     pub shown_classes: Vec<String>,
     /// Why `shown_classes` is not every class, when it is not.
     pub shown_note: Option<String>,
@@ -184,7 +184,7 @@ impl EvalReport {
 
     /// The confusion matrix as a heat map: each row shaded by the share of that class's photos
     /// in each predicted class, with the counts and the class names. It shows the
-    /// [`shown_classes`](EvalReport::shown_classes), at most [`MAX_SHOWN_CLASSES`]; a row's
+    /// `shown_classes`, at most `MAX_SHOWN_CLASSES` (40); a row's
     /// share counts all its photos, shown or not.
     pub fn heat_map(&self) -> RgbImage {
         const CELL: u32 = 36;
@@ -259,7 +259,10 @@ impl EvalReport {
         // Column names, written top to bottom above each column (FONT_6X10 has no rotation).
         for (column_at, &p) in self.shown.iter().enumerate() {
             let x = (name_width + column_at as u32 * CELL + CELL / 2) as i32;
-            for (i, ch) in truncate(&self.classes[p], longest as usize).chars().enumerate() {
+            for (i, ch) in truncate(&self.classes[p], longest as usize)
+                .chars()
+                .enumerate()
+            {
                 let glyph = ch.to_string();
                 let _ =
                     Text::with_text_style(&glyph, Point::new(x, 6 + i as i32 * 10), text, centred)
