@@ -88,9 +88,7 @@ pub fn read_regular_file(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>>
         };
         return Err(refuse(
             io::ErrorKind::InvalidInput,
-            format!(
-                "it is {kind}, not a regular file; pinsight reads {what} only from a regular file"
-            ),
+            format!("it is {kind}, not a regular file"),
         ));
     }
     let too_large = || {
