@@ -6,6 +6,15 @@
 //! it can override anything the profile says; it adds the trigger and the outputs. [`load`] reads
 //! both, resolves every pin name to a line offset and refuses what cannot work (an unknown
 //! board, a line the chip does not have, a line used twice) with the file and the reason.
+//!
+//! A config and a board file are read only when each is a regular file of at most
+//! [`MAX_CONFIG_BYTES`] (`board = "/dev/zero"` is refused at once), and an error about either
+//! never quotes its lines: a file that is not a pinsight config (`board = "/etc/passwd"`) may
+//! hold what the user of the error message should not see. A syntax error gives the line, the
+//! column and what was wrong there.
+//!
+//! Every number has a range ([`LIMITS`], listed in board/README.md); a value outside it is
+//! refused with the file and the key.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +41,52 @@ pub const BOARDS: [(&str, &str); 5] = [
     ),
     ("generic", include_str!("../board/generic.toml")),
 ];
+
+/// The largest deployment config or board file pinsight reads: 64 KiB (the bundled profiles
+/// are under 4 KiB).
+pub const MAX_CONFIG_BYTES: u64 = 64 << 10;
+
+/// A gpiochip's most lines: `[gpio] lines` is at most this, and a line offset below it.
+pub const MAX_LINES: u32 = 4096;
+
+/// The range of each number in a config: (key, least, most, unit). Milliseconds stay below
+/// what a `Duration` or a timer can hold with room to spare.
+pub const LIMITS: [(&str, u64, u64, &str); 6] = [
+    ("gpio.lines", 1, MAX_LINES as u64, "lines"),
+    ("trigger.debounce_ms", 0, 10_000, "ms"),
+    ("trigger.burst", 1, 100, "frames"),
+    ("trigger.cooldown_ms", 0, 3_600_000, "ms"),
+    ("outputs pulse_ms", 1, 600_000, "ms"),
+    ("pin line offsets", 0, MAX_LINES as u64 - 1, ""),
+];
+
+/// The range of `key` in [`LIMITS`].
+fn limit(key: &str) -> (u64, u64, &'static str) {
+    let (_, least, most, unit) = LIMITS
+        .iter()
+        .find(|(k, ..)| *k == key)
+        .expect("every key checked is in LIMITS");
+    (*least, *most, unit)
+}
+
+/// `value` of `key` (named `what` in the message) as a u64, when it is within `key`'s range
+/// in [`LIMITS`].
+fn within(what: &str, value: i64, key: &str) -> std::result::Result<u64, String> {
+    let (least, most, unit) = limit(key);
+    match u64::try_from(value) {
+        Ok(value) if (least..=most).contains(&value) => Ok(value),
+        _ => {
+            let unit = if unit.is_empty() {
+                String::new()
+            } else {
+                format!(" {unit}")
+            };
+            Err(format!(
+                "{what} = {value} is out of range: it must be {least} to {most}{unit}"
+            ))
+        }
+    }
+}
 
 /// A deployment, resolved: every pin is a line offset on one chip.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -123,12 +178,13 @@ pub enum Bias {
 
 /// Reads the deployment config at `path` and the board profile it names, and resolves them.
 pub fn load(path: &Path) -> Result<Deployment> {
-    let text = std::fs::read_to_string(path).map_err(Error::read(path))?;
     let bad = |reason: String| Error::Config {
         path: path.to_path_buf(),
         reason,
     };
-    let deployment: toml::Table = text.parse().map_err(|e| bad(format!("{e}")))?;
+    let deployment = read_table(path, "a deployment config")?;
+    // A mistake in [gpio] or [pins] is the board file's unless the deployment sets them too.
+    let sets_board_keys = deployment.contains_key("gpio") || deployment.contains_key("pins");
     let board_name = match deployment.get("board") {
         Some(toml::Value::String(name)) => name.clone(),
         Some(_) => return Err(bad("`board` must be a string".into())),
@@ -143,7 +199,7 @@ pub fn load(path: &Path) -> Result<Deployment> {
         .try_into()
         .map_err(|e: toml::de::Error| bad(e.message().to_string()))?;
     resolve(&board_name, raw).map_err(|reason| Error::Config {
-        path: if reason.about_board {
+        path: if reason.about_board && !sets_board_keys {
             board_path
         } else {
             path.to_path_buf()
@@ -154,30 +210,57 @@ pub fn load(path: &Path) -> Result<Deployment> {
 
 /// A profile by name (built in) or by path (relative to the deployment config's folder).
 fn board_profile(name: &str, config: &Path) -> Result<(PathBuf, toml::Table)> {
-    let (path, text) = if name.ends_with(".toml") || name.contains('/') {
+    if name.ends_with(".toml") || name.contains('/') {
         let path = config.parent().unwrap_or(Path::new(".")).join(name);
-        let text = std::fs::read_to_string(&path).map_err(Error::read(&path))?;
-        (path, text)
-    } else {
-        let Some((_, text)) = BOARDS.iter().find(|(known, _)| *known == name) else {
-            return Err(Error::Config {
-                path: config.to_path_buf(),
-                reason: format!(
-                    "unknown board {name:?}: pinsight knows {} (or give a path to a board file)",
-                    board_names()
-                ),
-            });
-        };
-        (
-            PathBuf::from(format!("board/{name}.toml")),
-            text.to_string(),
-        )
+        let table = read_table(&path, "a board file")?;
+        return Ok((path, table));
+    }
+    let Some((_, text)) = BOARDS.iter().find(|(known, _)| *known == name) else {
+        return Err(Error::Config {
+            path: config.to_path_buf(),
+            reason: format!(
+                "unknown board {name:?}: pinsight knows {} (or give a path to a board file)",
+                board_names()
+            ),
+        });
     };
-    let table = text.parse().map_err(|e| Error::Config {
-        path: path.clone(),
-        reason: format!("{e}"),
-    })?;
+    let path = PathBuf::from(format!("board/{name}.toml"));
+    let table = parse_table(&path, text)?;
     Ok((path, table))
+}
+
+/// Reads a TOML file (`what`: "a board file") as a table: a regular file of at most
+/// [`MAX_CONFIG_BYTES`] of UTF-8, whose content no error quotes.
+fn read_table(path: &Path, what: &str) -> Result<toml::Table> {
+    let bytes = crate::decode::read_regular_file(path, MAX_CONFIG_BYTES, what)?;
+    let text = String::from_utf8(bytes).map_err(|e| Error::Config {
+        path: path.into(),
+        reason: format!(
+            "not a TOML file: it is not UTF-8 text (byte {} is not)",
+            e.utf8_error().valid_up_to()
+        ),
+    })?;
+    parse_table(path, &text)
+}
+
+/// Parses `text`, from the file at `path`, as a TOML table. A syntax error names the line and
+/// column and the parser's message, without the line itself (toml's own message quotes it).
+fn parse_table(path: &Path, text: &str) -> Result<toml::Table> {
+    text.parse::<toml::Table>().map_err(|e| {
+        let at = e.span().map_or(String::new(), |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!(" at line {line}, column {column}")
+        });
+        Error::Config {
+            path: path.into(),
+            reason: format!(
+                "not a valid TOML file{at}: {}",
+                e.message().trim_end_matches('\n')
+            ),
+        }
+    })
 }
 
 fn board_names() -> String {
@@ -203,7 +286,7 @@ struct Raw {
     camera: Option<PathBuf>,
     gpio: RawGpio,
     #[serde(default)]
-    pins: BTreeMap<String, u32>,
+    pins: BTreeMap<String, i64>,
     trigger: Option<RawTrigger>,
     #[serde(default)]
     outputs: RawOutputs,
@@ -213,7 +296,7 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawGpio {
     chip: String,
-    lines: Option<u32>,
+    lines: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -225,11 +308,11 @@ struct RawTrigger {
     #[serde(default = "default_bias")]
     bias: Bias,
     #[serde(default = "default_debounce_ms")]
-    debounce_ms: u64,
+    debounce_ms: i64,
     #[serde(default = "default_burst")]
-    burst: usize,
+    burst: i64,
     #[serde(default)]
-    cooldown_ms: u64,
+    cooldown_ms: i64,
 }
 
 fn default_edge() -> Edge {
@@ -238,10 +321,10 @@ fn default_edge() -> Edge {
 fn default_bias() -> Bias {
     Bias::AsIs
 }
-fn default_debounce_ms() -> u64 {
+fn default_debounce_ms() -> i64 {
     30
 }
-fn default_burst() -> usize {
+fn default_burst() -> i64 {
     3
 }
 
@@ -249,7 +332,7 @@ fn default_burst() -> usize {
 #[serde(deny_unknown_fields)]
 struct RawOutputs {
     mode: Option<RawMode>,
-    pulse_ms: Option<u64>,
+    pulse_ms: Option<i64>,
     ready: Option<RawOutput>,
     busy: Option<RawOutput>,
     #[serde(rename = "match")]
@@ -273,7 +356,7 @@ struct RawOutput {
     active_low: bool,
     safe: Option<Level>,
     mode: Option<RawMode>,
-    pulse_ms: Option<u64>,
+    pulse_ms: Option<i64>,
     /// Only for `[outputs.match]`.
     labels: Option<Vec<String>>,
     /// Only for `[outputs.match]`.
@@ -298,7 +381,7 @@ enum Level {
 #[derive(Clone, Deserialize)]
 #[serde(untagged)]
 enum PinRef {
-    Offset(u32),
+    Offset(i64),
     Name(String),
 }
 
@@ -325,21 +408,37 @@ fn resolve(board: &str, raw: Raw) -> Result<Deployment, Reason> {
         )
         .into());
     }
+    let about_board = |text: String| Reason {
+        text,
+        about_board: true,
+    };
+    let lines = raw
+        .gpio
+        .lines
+        .map(|lines| within("gpio.lines", lines, "gpio.lines").map(|l| l as u32))
+        .transpose()
+        .map_err(about_board)?;
+    let mut pins = BTreeMap::new();
     for (name, &offset) in &raw.pins {
-        if let Some(lines) = raw.gpio.lines.filter(|&lines| offset >= lines) {
-            return Err(Reason {
-                text: format!("pin {name} is line {offset}, but the chip has {lines} lines"),
-                about_board: true,
-            });
+        let offset = within(&format!("pins.{name}"), offset, "pin line offsets")
+            .map_err(about_board)? as u32;
+        if let Some(lines) = lines.filter(|&lines| offset >= lines) {
+            return Err(about_board(format!(
+                "pin {name} is line {offset}, but the chip has {lines} lines"
+            )));
         }
+        pins.insert(name.clone(), offset);
     }
     let line = |pin: &PinRef, what: &str| -> Result<Line, Reason> {
         let (offset, name) = match pin {
-            PinRef::Offset(offset) => (*offset, format!("line {offset}")),
-            PinRef::Name(name) => match raw.pins.get(name) {
+            PinRef::Offset(offset) => {
+                let offset = within(&format!("{what}.pin"), *offset, "pin line offsets")?;
+                (offset as u32, format!("line {offset}"))
+            }
+            PinRef::Name(name) => match pins.get(name) {
                 Some(&offset) => (offset, name.clone()),
                 None => {
-                    let known = raw.pins.keys().map(String::as_str).collect::<Vec<_>>();
+                    let known = pins.keys().map(String::as_str).collect::<Vec<_>>();
                     return Err(format!(
                         "{what}: board {board:?} has no pin {name:?} ({})",
                         if known.is_empty() {
@@ -352,7 +451,7 @@ fn resolve(board: &str, raw: Raw) -> Result<Deployment, Reason> {
                 }
             },
         };
-        if let Some(lines) = raw.gpio.lines.filter(|&lines| offset >= lines) {
+        if let Some(lines) = lines.filter(|&lines| offset >= lines) {
             return Err(format!(
                 "{what}: {name} is out of range: the chip has lines 0 to {}",
                 lines - 1
@@ -365,16 +464,16 @@ fn resolve(board: &str, raw: Raw) -> Result<Deployment, Reason> {
     let trigger = match &raw.trigger {
         None => None,
         Some(t) => {
-            if t.burst == 0 {
-                return Err("trigger: burst must be at least 1 frame".to_string().into());
-            }
+            let debounce = within("trigger.debounce_ms", t.debounce_ms, "trigger.debounce_ms")?;
+            let burst = within("trigger.burst", t.burst, "trigger.burst")?;
+            let cooldown = within("trigger.cooldown_ms", t.cooldown_ms, "trigger.cooldown_ms")?;
             Some(TriggerSpec {
                 line: line(&t.pin, "trigger")?,
                 edge: t.edge,
                 bias: t.bias,
-                debounce: Duration::from_millis(t.debounce_ms),
-                burst: t.burst,
-                cooldown: Duration::from_millis(t.cooldown_ms),
+                debounce: Duration::from_millis(debounce),
+                burst: burst as usize,
+                cooldown: Duration::from_millis(cooldown),
             })
         }
     };
@@ -391,10 +490,12 @@ fn resolve(board: &str, raw: Raw) -> Result<Deployment, Reason> {
         let mode = match spec.mode.or(defaults.mode).unwrap_or(RawMode::Level) {
             RawMode::Level => OutputMode::Level,
             RawMode::Pulse => {
-                let ms = spec.pulse_ms.or(defaults.pulse_ms).unwrap_or(200);
-                if ms == 0 {
-                    return Err(format!("{what}: pulse_ms must be above 0").into());
-                }
+                let (key, ms) = match (spec.pulse_ms, defaults.pulse_ms) {
+                    (Some(ms), _) => (format!("{what}.pulse_ms"), ms),
+                    (None, Some(ms)) => ("outputs.pulse_ms".to_string(), ms),
+                    (None, None) => (String::new(), 200),
+                };
+                let ms = within(&key, ms, "outputs pulse_ms")?;
                 OutputMode::Pulse(Duration::from_millis(ms))
             }
         };
@@ -458,11 +559,11 @@ fn resolve(board: &str, raw: Raw) -> Result<Deployment, Reason> {
     }
 
     let mut used: Vec<(&Line, String)> = Vec::new();
-    let lines = trigger
+    let users = trigger
         .iter()
         .map(|t| (&t.line, "the trigger".to_string()))
         .chain(outputs.iter().map(|o| (&o.line, o.role.describe())));
-    for (line, user) in lines {
+    for (line, user) in users {
         if let Some((first, other)) = used.iter().find(|(l, _)| l.offset == line.offset) {
             return Err(format!(
                 "line {} is used twice: {user} ({}) and {other} ({})",
@@ -477,7 +578,7 @@ fn resolve(board: &str, raw: Raw) -> Result<Deployment, Reason> {
         board: board.to_string(),
         camera: raw.camera,
         chip: raw.gpio.chip,
-        lines: raw.gpio.lines,
+        lines,
         trigger,
         outputs,
     })

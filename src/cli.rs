@@ -4,6 +4,10 @@
 //! the library takes ([`RunConfig`], [`ClassifyConfig`], [`TrainOptions`], [`EvalOptions`],
 //! [`BenchOptions`]); closed sets of values are [`ValueEnum`]s mapped onto the library's own
 //! enums, so the library never sees a string that could be misspelt.
+//!
+//! Every number has a range, given in its `--help` line and checked here: a value outside it is
+//! a usage error naming the option and the range (`--fps 1e-20` would otherwise overflow a
+//! `Duration`; `--smooth 65535` would keep 65535 frames of probabilities).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -125,8 +129,8 @@ impl ModelArgs {
 pub struct ClassifyArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// How many labels to print for each image.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    /// How many labels to print for each image (1 to 1000).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
     top: u16,
     /// Print one JSON object a line instead of a table.
     #[arg(long)]
@@ -169,22 +173,27 @@ pub struct RunArgs {
     /// What asks for a result.
     #[arg(long, value_enum, default_value_t = ModeArg::Continuous)]
     mode: ModeArg,
-    /// Stop after this many results (default: run until the source ends or a signal).
-    #[arg(long)]
+    /// Stop after this many results, 1 or more (default: run until the source ends or a
+    /// signal).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     frames: Option<u64>,
-    /// Classify at most this many frames a second.
-    #[arg(long, value_parser = positive_f64)]
+    /// Classify at most this many frames a second (0.001, one every 16 minutes 40 seconds, to
+    /// 1000).
+    #[arg(long, value_parser = fps)]
     fps: Option<f64>,
-    /// The smoothed probability the best class needs to be reported as the result's label.
+    /// The smoothed probability the best class needs to be reported as the result's label (0
+    /// to 1).
     #[arg(long, default_value_t = 0.5, value_parser = probability)]
     threshold: f32,
-    /// Average the probabilities of this many frames [default: 3 for a camera, 1 for files].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Average the probabilities of this many frames, 1 to 100 [default: 3 for a camera, 1 for
+    /// files].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=100))]
     smooth: Option<u16>,
-    /// How many labels each result lists.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    /// How many labels each result lists (1 to 1000).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=1000))]
     top: u16,
-    /// Camera: the frame size to ask for (the driver picks the nearest it has).
+    /// Camera: the frame size to ask for, each side 1 to 16384 pixels (the driver picks the
+    /// nearest it has).
     #[arg(long, default_value = "640x480", value_parser = frame_size)]
     size: (u32, u32),
     /// Camera: the pixel format to insist on (YUYV, NV12, RGB3, BGR3, GREY, MJPG) [default: the
@@ -194,8 +203,9 @@ pub struct RunArgs {
     /// After the loop ends, keep the output lines at their safe levels this many milliseconds
     /// before exiting. Once pinsight exits the kernel releases the lines, and what a released
     /// line does is up to the GPIO driver (gpio-sim returns it to its pull): a test rig reads
-    /// the safe levels in this time.
-    #[arg(long, value_name = "MS", default_value_t = 0)]
+    /// the safe levels in this time. 0 to 600000 (ten minutes).
+    #[arg(long, value_name = "MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(..=600_000))]
     hold_safe_ms: u64,
 }
 
@@ -251,28 +261,31 @@ pub struct TrainArgs {
     /// The backbone whose features the head learns from, and what runs it.
     #[command(flatten)]
     backbone: BackboneArgs,
-    /// A hidden layer of this many units (ReLU, with dropout) before the softmax layer; without
-    /// it the head is one softmax layer.
-    #[arg(long)]
-    hidden: Option<usize>,
-    /// Dropout on the hidden layer while training.
-    #[arg(long, default_value_t = 0.2)]
+    /// A hidden layer of this many units, 1 to 4096 (ReLU, with dropout) before the softmax
+    /// layer; without it the head is one softmax layer.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    hidden: Option<u32>,
+    /// Dropout on the hidden layer while training (0 to 0.95).
+    #[arg(long, default_value_t = 0.2, value_parser = dropout)]
     dropout: f32,
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
     optimizer: OptimizerArg,
-    #[arg(long, default_value_t = 1e-2)]
+    /// The optimizer's step size (above 0, at most 10).
+    #[arg(long, default_value_t = 1e-2, value_parser = learning_rate)]
     learning_rate: f32,
-    /// Decoupled weight decay (AdamW style).
-    #[arg(long, default_value_t = 1e-2)]
+    /// Decoupled weight decay, AdamW style (0 to 1).
+    #[arg(long, default_value_t = 1e-2, value_parser = weight_decay)]
     weight_decay: f32,
-    /// The most epochs to train; the epoch with the lowest validation loss is kept.
-    #[arg(long, default_value_t = 100)]
-    epochs: usize,
-    /// Stop after this many epochs without a better validation loss.
-    #[arg(long, default_value_t = 10)]
-    patience: usize,
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    /// The most epochs to train (1 to 100000); the epoch with the lowest validation loss is
+    /// kept.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    epochs: u32,
+    /// Stop after this many epochs without a better validation loss (1 to 100000).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    patience: u32,
+    /// Photos a training step learns from (1 to 65536).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    batch_size: u32,
     /// How much each class's photos weigh in the loss.
     #[arg(long, value_enum, default_value_t = ClassWeightsArg::Auto)]
     class_weights: ClassWeightsArg,
@@ -297,7 +310,7 @@ impl TrainArgs {
             head: self
                 .hidden
                 .map_or(HeadKind::Linear, |units| HeadKind::Hidden {
-                    units,
+                    units: units as usize,
                     dropout: self.dropout,
                 }),
             optimizer: match self.optimizer {
@@ -305,9 +318,9 @@ impl TrainArgs {
                 OptimizerArg::Sgd => Optimizer::Sgd { lr, momentum: 0.9 },
             },
             weight_decay: self.weight_decay,
-            epochs: self.epochs,
-            patience: Some(self.patience),
-            batch_size: self.batch_size,
+            epochs: self.epochs as usize,
+            patience: Some(self.patience as usize),
+            batch_size: self.batch_size as usize,
             seed: self.seed,
             class_weights: match self.class_weights {
                 ClassWeightsArg::Auto => ClassWeights::Auto,
@@ -392,7 +405,8 @@ pub struct BenchArgs {
     head: PathBuf,
     /// Timed runs of each measurement, after one warm-up run. For a model the warm-up is its
     /// first inference, which counts in the model-ready time: a model runs RUNS + 1 times.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..))]
+    /// 1 to 10000.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=10_000))]
     runs: u16,
     /// The photo the synthetic camera frames and the model's input are made from.
     #[arg(long, default_value = "samples/rocket.jpg")]
@@ -417,27 +431,60 @@ impl BenchArgs {
     }
 }
 
-fn positive_f64(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value > 0.0 && value.is_finite() => Ok(value),
-        _ => Err(format!("{text:?} is not a positive number")),
+/// `text` as a number within `least..=most` (`least` itself excluded when `open`); clap puts
+/// the option's name before the message.
+fn number_in<T>(text: &str, least: T, open: bool, most: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let range = if open {
+        format!("above {least} and at most {most}")
+    } else {
+        format!("{least} to {most}")
+    };
+    match text.trim().parse::<T>() {
+        // NaN is neither above nor below anything: it fails both comparisons.
+        Ok(value) if (if open { value > least } else { value >= least }) && value <= most => {
+            Ok(value)
+        }
+        Ok(_) => Err(format!("{text} is out of range: it must be {range}")),
+        Err(_) => Err(format!("{text:?} is not a number (it must be {range})")),
     }
 }
 
+fn fps(text: &str) -> Result<f64, String> {
+    number_in(text, 0.001, false, 1000.0)
+}
+
 fn probability(text: &str) -> Result<f32, String> {
-    match text.parse::<f32>() {
-        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
-        _ => Err(format!("{text:?} is not a probability between 0 and 1")),
-    }
+    number_in(text, 0.0, false, 1.0)
+}
+
+fn dropout(text: &str) -> Result<f32, String> {
+    number_in(text, 0.0, false, 0.95)
+}
+
+fn learning_rate(text: &str) -> Result<f32, String> {
+    number_in(text, 0.0, true, 10.0)
+}
+
+fn weight_decay(text: &str) -> Result<f32, String> {
+    number_in(text, 0.0, false, 1.0)
 }
 
 fn frame_size(text: &str) -> Result<(u32, u32), String> {
     let parsed = text
         .split_once('x')
         .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+    let most = pinsight::decode::MAX_SIDE;
     match parsed {
-        Some((width, height)) if width > 0 && height > 0 => Ok((width, height)),
-        _ => Err(format!("{text:?} is not a size like 640x480")),
+        Some((width, height)) if (1..=most).contains(&width) && (1..=most).contains(&height) => {
+            Ok((width, height))
+        }
+        Some(_) => Err(format!(
+            "{text} is out of range: each side must be 1 to {most} pixels"
+        )),
+        None => Err(format!("{text:?} is not a size like 640x480")),
     }
 }
 

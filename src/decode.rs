@@ -1,11 +1,20 @@
 //! Decoding encoded images, files and MJPEG camera frames alike, into 8-bit RGB: JPEG (checked
 //! whole, and given the standard Huffman tables that UVC cameras leave out), PNG, WebP, BMP.
+//!
+//! Everything here is sized for a board with 4 GB of memory, whatever a file claims: pinsight
+//! reads only regular files ([`read_regular_file`]: a FIFO, a device or a folder is refused
+//! before anything blocks on it) of at most [`MAX_IMAGE_FILE_BYTES`], and decodes images of at
+//! most [`MAX_SIDE`] pixels a side whose pixels take at most [`MAX_DECODED_BYTES`]. An image
+//! beyond these is refused with its size, before its pixels are allocated; the run loop,
+//! `classify`, `train` and `eval` count it and go on with the next one.
 
 use std::borrow::Cow;
-use std::io::Cursor;
+use std::fs::File;
+use std::io::{self, Cursor, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 
 use crate::{Error, Result};
 
@@ -21,9 +30,104 @@ pub fn is_image_file_name(path: &Path) -> bool {
     })
 }
 
-/// Reads and decodes an image file (JPEG, PNG, WebP, BMP); see [`decode`].
+/// The longest side, in pixels, of an image pinsight decodes: 16384 (a 200-megapixel phone
+/// photo is 16320 pixels wide). The model sees 224 × 224 pixels; a side longer than this is a
+/// mistake or an attack, and one of 1 × 16777216 pixels would make the resize's arithmetic
+/// overflow.
+pub const MAX_SIDE: u32 = 16384;
+
+/// The most memory an image's decoded pixels may take: 256 MiB (an 8-bit RGB photo of
+/// 89 megapixels, a 16-bit RGBA one of 33). Decoding holds at most about three times this
+/// (the decoder's pixels, their RGB copy, a turned copy for an EXIF orientation), which a board
+/// with 4 GB of memory has room for beside the model.
+pub const MAX_DECODED_BYTES: u64 = 256 << 20;
+
+/// The largest image file pinsight reads: 128 MiB. No photo it can decode within
+/// [`MAX_DECODED_BYTES`] is larger.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 128 << 20;
+
+/// Reads an image file through [`read_regular_file`], at most [`MAX_IMAGE_FILE_BYTES`]. Every
+/// image file pinsight reads (`classify`, `run` over files, `train`, `eval`, `bench`) goes
+/// through here.
+pub fn read_image_file(path: &Path) -> Result<Vec<u8>> {
+    read_regular_file(path, MAX_IMAGE_FILE_BYTES, "an image file")
+}
+
+/// Reads a regular file of at most `limit` bytes (`what` names the kind of file in the error:
+/// "an image file"). Anything else is refused without blocking and without reading more than
+/// `limit` + 1 bytes: a FIFO (opening one for reading waits for a writer, forever), a device
+/// (`/dev/zero` never ends), a folder or a socket is `Error::Read` saying what the path is; a
+/// longer file is `Error::Read` with the limit.
+pub fn read_regular_file(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let refuse = |kind: io::ErrorKind, message: String| Error::Read {
+        path: path.into(),
+        cause: io::Error::new(kind, message),
+    };
+    // O_NONBLOCK: opening a FIFO does not wait for a writer (and a regular file ignores it);
+    // the open file is then asked what it is, so that nothing can swap the path in between.
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(Error::read(path))?;
+    let metadata = file.metadata().map_err(Error::read(path))?;
+    let file_type = metadata.file_type();
+    if !file_type.is_file() {
+        let kind = if file_type.is_dir() {
+            "a folder"
+        } else if file_type.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if file_type.is_char_device() {
+            "a character device"
+        } else if file_type.is_block_device() {
+            "a block device"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else {
+            "a special file"
+        };
+        return Err(refuse(
+            io::ErrorKind::InvalidInput,
+            format!("it is {kind}, not a regular file"),
+        ));
+    }
+    let too_large = || {
+        refuse(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "it is larger than {} ({limit} bytes), the most pinsight reads from {what}",
+                human_bytes(limit)
+            ),
+        )
+    };
+    if metadata.len() > limit {
+        return Err(too_large());
+    }
+    // The file may grow after the fstat: read one byte past the limit to notice.
+    let mut data = Vec::with_capacity(metadata.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut data)
+        .map_err(Error::read(path))?;
+    if data.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(data)
+}
+
+/// `bytes` in KiB, MiB or GiB when it is a whole number of them.
+fn human_bytes(bytes: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// Reads and decodes an image file (JPEG, PNG, WebP, BMP); see [`read_image_file`] and
+/// [`decode`].
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let data = std::fs::read(path).map_err(Error::read(path))?;
+    let data = read_image_file(path)?;
     decode(&data).map_err(|reason| Error::Image {
         path: path.into(),
         reason,
@@ -32,7 +136,8 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
 
 /// Decodes an encoded image into RGB, turned upright by its EXIF orientation as a phone's photo
 /// viewer would show it. A JPEG must be whole: one cut short is refused rather than decoded
-/// with grey where its end is missing.
+/// with grey where its end is missing. An image larger than [`MAX_SIDE`] or
+/// [`MAX_DECODED_BYTES`] is refused from its header, before its pixels are allocated.
 pub fn decode(data: &[u8]) -> Result<RgbImage, String> {
     let data = if data.starts_with(&[0xFF, 0xD8]) {
         complete_jpeg(data)?
@@ -40,14 +145,55 @@ pub fn decode(data: &[u8]) -> Result<RgbImage, String> {
         Cow::Borrowed(data)
     };
     let error = |e: image::ImageError| e.to_string();
-    let reader = ImageReader::new(Cursor::new(data))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
-    let mut decoder = reader.into_decoder().map_err(error)?;
+    let reader = |limits: Limits| -> Result<ImageReader<Cursor<&[u8]>>, String> {
+        let mut reader = ImageReader::new(Cursor::new(&*data))
+            .with_guessed_format()
+            .map_err(|e| e.to_string())?;
+        reader.limits(limits);
+        Ok(reader)
+    };
+    // The header first, to refuse an image by its size in words: the decoders' own refusal of
+    // a size beyond the limits below does not say the size.
+    let (width, height) = reader(Limits::default())?
+        .into_dimensions()
+        .map_err(error)?;
+    check_size(width, height, 0)?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    let mut decoder = reader(limits)?.into_decoder().map_err(error)?;
+    // Not every decoder applies the limits itself: check what this one will allocate.
+    let (width, height) = decoder.dimensions();
+    check_size(width, height, decoder.total_bytes())?;
     let orientation = decoder.orientation().map_err(error)?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(error)?;
     image.apply_orientation(orientation);
     Ok(image.into_rgb8())
+}
+
+/// Refuses an image of `width` × `height` pixels whose decoder needs `decoded_bytes` when it is
+/// empty or beyond [`MAX_SIDE`] or [`MAX_DECODED_BYTES`] (its RGB copy counts too).
+fn check_size(width: u32, height: u32, decoded_bytes: u64) -> Result<(), String> {
+    if width == 0 || height == 0 {
+        return Err(format!("it has no pixels ({width} × {height})"));
+    }
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return Err(format!(
+            "it is {width} × {height} pixels; pinsight decodes images of at most {MAX_SIDE} \
+             pixels a side (scale it down first)"
+        ));
+    }
+    let rgb_bytes = 3 * u64::from(width) * u64::from(height);
+    if decoded_bytes.max(rgb_bytes) > MAX_DECODED_BYTES {
+        return Err(format!(
+            "it is {width} × {height} pixels, which would take {} MiB to decode; pinsight \
+             decodes at most {} (scale it down first)",
+            decoded_bytes.max(rgb_bytes) >> 20,
+            human_bytes(MAX_DECODED_BYTES)
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that a JPEG is whole and gives it the standard Huffman tables when it has none (as

@@ -1,4 +1,10 @@
 //! The library's error type: each variant names the file it is about and what to do.
+//!
+//! Each message is whole on its own: it includes its cause (the operating system's reason, the
+//! decoder's) in its own words. No variant therefore reports that cause again as its
+//! `std::error::Error::source`: thiserror takes a field named `source` as one, and `pinsight`
+//! prints an error with its chain of sources, which would say the cause twice ("No such file or
+//! directory (os error 2): No such file or directory (os error 2)"). Name such a field `cause`.
 
 use std::io;
 use std::path::PathBuf;
@@ -7,8 +13,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
+    /// The file could not be read: the operating system's error, or pinsight refusing it (not a
+    /// regular file: `cause` is `InvalidInput`; larger than pinsight reads: `FileTooLarge`).
+    #[error("cannot read {}: {cause}", path.display())]
+    Read { path: PathBuf, cause: io::Error },
 
     #[error(
         "{} has no checksum in {}: pinsight only loads model files listed there \
@@ -134,6 +142,6 @@ pub enum Error {
 impl Error {
     pub(crate) fn read(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Read { path, source }
+        move |cause| Error::Read { path, cause }
     }
 }

@@ -22,15 +22,17 @@ const RESIZE_SHORT: u32 = 256;
 const MEAN: f32 = 127.0;
 const SCALE: f32 = 128.0;
 
-/// The size an image of `width` × `height` is resized to before the crop.
-pub fn resized_size(width: u32, height: u32) -> (u32, u32) {
-    let scale = |long: u32, short: u32| {
-        (u64::from(long) * u64::from(RESIZE_SHORT) / u64::from(short)) as u32
-    };
+/// The size an image of `width` × `height` is resized to before the crop. In `u64`: the long
+/// side of a thin image outgrows `u32` (1 × 16777216 pixels becomes 256 × 2³²), and both sides
+/// are at least 256. An empty side counts as one pixel.
+pub fn resized_size(width: u32, height: u32) -> (u64, u64) {
+    let short = u64::from(RESIZE_SHORT);
+    // At most (2³² − 1) · 256: no overflow in u64.
+    let scale = |long: u32, short_side: u32| u64::from(long) * short / u64::from(short_side.max(1));
     if width <= height {
-        (RESIZE_SHORT, scale(height, width))
+        (short, scale(height, width))
     } else {
-        (scale(width, height), RESIZE_SHORT)
+        (scale(width, height), short)
     }
 }
 
@@ -66,13 +68,19 @@ impl Default for Preprocessor {
 
 impl Preprocessor {
     /// The resized and centre-cropped 224 × 224 image, before normalisation.
+    ///
+    /// # Panics
+    /// If `image` is empty (decoding and frame conversion refuse empty images).
     pub fn crop(&mut self, image: &RgbImage) -> &RgbImage {
         let (width, height) = image.dimensions();
         let (resized_width, resized_height) = resized_size(width, height);
-        let scale_x = f64::from(width) / f64::from(resized_width);
-        let scale_y = f64::from(height) / f64::from(resized_height);
-        let left = f64::from((resized_width - INPUT_SIDE) / 2) * scale_x;
-        let top = f64::from((resized_height - INPUT_SIDE) / 2) * scale_y;
+        // Both resized sides are at least RESIZE_SHORT > INPUT_SIDE, and below 2⁴¹: exact in
+        // f64.
+        let cropped = u64::from(INPUT_SIDE);
+        let scale_x = f64::from(width) / resized_width as f64;
+        let scale_y = f64::from(height) / resized_height as f64;
+        let left = ((resized_width - cropped) / 2) as f64 * scale_x;
+        let top = ((resized_height - cropped) / 2) as f64 * scale_y;
         let side = f64::from(INPUT_SIDE);
         let region = CropBox {
             left,
@@ -110,6 +118,20 @@ mod tests {
         assert_eq!(resized_size(300, 451), (256, 384));
         assert_eq!(resized_size(227, 227), (256, 256));
         assert_eq!(resized_size(640, 480), (341, 256));
+    }
+
+    #[test]
+    fn thin_images_do_not_overflow() {
+        // The 1 × 16777216 PNG of issue 11: its long side became 2³², which wrapped to 0 in u32.
+        assert_eq!(resized_size(1, 16_777_216), (256, 1 << 32));
+        assert_eq!(resized_size(u32::MAX, 1), (u64::from(u32::MAX) * 256, 256));
+        assert_eq!(resized_size(0, 5), (256, 1280));
+        // The thinnest image decoding lets through still makes a whole 224 × 224 crop.
+        let image = RgbImage::from_pixel(1, crate::decode::MAX_SIDE, image::Rgb([9, 8, 7]));
+        let mut input = Vec::new();
+        Preprocessor::default().tensor(&image, &mut input);
+        assert_eq!(input.len(), INPUT_LEN);
+        assert!(input.iter().all(|v| v.is_finite()));
     }
 
     #[test]

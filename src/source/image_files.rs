@@ -1,11 +1,13 @@
 //! Image files as a frame source: a folder, a glob pattern or one file, in name order. It runs
-//! the whole loop without a camera (dry runs, tests, demos).
+//! the whole loop without a camera (dry runs, tests, demos). Each file is read when its turn
+//! comes, through [`read_image_file`]: one that is not a regular file or is too large is
+//! skipped with the reason, like one that does not decode.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::{FrameSource, Next};
-use crate::decode::is_image_file_name;
+use crate::decode::{is_image_file_name, read_image_file};
 use crate::frame::{Frame, PixelFormat};
 use crate::{Error, Result};
 
@@ -64,7 +66,7 @@ impl FrameSource for Files {
         };
         let sequence = self.sequence;
         self.sequence += 1;
-        Ok(match std::fs::read(&path) {
+        Ok(match read_image_file(&path) {
             Ok(data) => Next::Frame(Frame {
                 sequence,
                 captured_at: Instant::now(),
@@ -75,7 +77,7 @@ impl FrameSource for Files {
                 data,
                 origin: path.display().to_string(),
             }),
-            Err(e) => Next::Skipped(format!("cannot read {}: {e}", path.display())),
+            Err(e) => Next::Skipped(e.to_string()),
         })
     }
 }

@@ -58,7 +58,7 @@ impl<'a> Extractor<'a> {
 
     /// The features of each variant of the photo at `path`, in the order given.
     pub fn features(&mut self, path: &Path, variants: &[Variant]) -> Result<Vec<Vec<f32>>> {
-        let bytes = std::fs::read(path).map_err(Error::read(path))?;
+        let bytes = crate::decode::read_image_file(path)?;
         let sha256 = sha256_hex(&bytes);
         let mut decoded = None;
         let mut out = Vec::with_capacity(variants.len());

@@ -1,5 +1,12 @@
 //! An evaluation report: accuracy, per-class precision/recall/F1, and the confusion matrix as
 //! text, as JSON and as a PNG heat map with the class names.
+//!
+//! The JSON holds the whole matrix. The picture and the text show at most
+//! `MAX_SHOWN_CLASSES` (40) classes of it: a head with 1000 classes would draw a picture of
+//! 36164 × 36280 pixels (4 GB of memory) and print lines 4000 characters long. Above that many,
+//! they show the classes that have photos or predictions, and when those are still too many
+//! the most confused of them; the report says so (`shown_classes` and `shown_note` in the JSON,
+//! a line in the text).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -35,6 +42,51 @@ pub struct EvalReport {
     pub per_class: Vec<ClassScores>,
     /// `confusion[truth][predicted]`: photo counts.
     pub confusion: Vec<Vec<u64>>,
+    /// The classes the picture and the text's matrix show (all of them up to
+    /// `MAX_SHOWN_CLASSES` (40)), in class order.
+    pub shown_classes: Vec<String>,
+    /// Why `shown_classes` is not every class, when it is not.
+    pub shown_note: Option<String>,
+    #[serde(skip)]
+    shown: Vec<usize>,
+}
+
+/// The most classes the confusion picture and the text's matrix show: 40 make a picture of
+/// about 1600 × 1900 pixels.
+pub const MAX_SHOWN_CLASSES: usize = 40;
+
+/// The classes to show of `confusion`, in class order, and a note when they are not all.
+fn shown_classes(confusion: &[Vec<u64>]) -> (Vec<usize>, Option<String>) {
+    let n = confusion.len();
+    if n <= MAX_SHOWN_CLASSES {
+        return ((0..n).collect(), None);
+    }
+    let support = |c: usize| confusion[c].iter().sum::<u64>();
+    let predicted = |c: usize| confusion.iter().map(|row| row[c]).sum::<u64>();
+    let mut present: Vec<usize> = (0..n)
+        .filter(|&c| support(c) > 0 || predicted(c) > 0)
+        .collect();
+    if present.len() <= MAX_SHOWN_CLASSES {
+        let note = format!(
+            "the head has {n} classes: the confusion picture and matrix show the {} that have \
+             photos or predictions",
+            present.len()
+        );
+        return (present, Some(note));
+    }
+    // The most confused first: photos of the class predicted as another, and photos of others
+    // predicted as it; then the most photos.
+    let confused = |c: usize| support(c) + predicted(c) - 2 * confusion[c][c];
+    present.sort_by_key(|&c| (std::cmp::Reverse((confused(c), support(c))), c));
+    let total = present.len();
+    present.truncate(MAX_SHOWN_CLASSES);
+    present.sort_unstable();
+    let note = format!(
+        "the head has {n} classes, {total} with photos or predictions: the confusion picture \
+         and matrix show the {MAX_SHOWN_CLASSES} most confused of them (the JSON's `confusion` \
+         has them all)"
+    );
+    (present, Some(note))
 }
 
 impl EvalReport {
@@ -68,11 +120,15 @@ impl EvalReport {
                 }
             })
             .collect();
+        let (shown, shown_note) = shown_classes(&confusion);
         EvalReport {
             classes: classes.to_vec(),
             photos,
             accuracy: ratio(correct, photos).unwrap_or(0.0),
             per_class,
+            shown_classes: shown.iter().map(|&c| classes[c].clone()).collect(),
+            shown_note,
+            shown,
             confusion,
         }
     }
@@ -112,22 +168,31 @@ impl EvalReport {
             out,
             "\nconfusion matrix (rows: true class, columns: predicted, in class order)"
         );
-        for (class, row) in self.classes.iter().zip(&self.confusion) {
-            let cells: Vec<String> = row.iter().map(|n| format!("{n:>4}")).collect();
-            let _ = writeln!(out, "{class:<width$} {}", cells.join(""));
+        if let Some(note) = &self.shown_note {
+            let _ = writeln!(out, "({note})");
+        }
+        for &t in &self.shown {
+            let cells: Vec<String> = self
+                .shown
+                .iter()
+                .map(|&p| format!("{:>4}", self.confusion[t][p]))
+                .collect();
+            let _ = writeln!(out, "{:<width$} {}", self.classes[t], cells.join(""));
         }
         out
     }
 
     /// The confusion matrix as a heat map: each row shaded by the share of that class's photos
-    /// in each predicted class, with the counts and the class names.
+    /// in each predicted class, with the counts and the class names. It shows the
+    /// `shown_classes`, at most `MAX_SHOWN_CLASSES` (40); a row's
+    /// share counts all its photos, shown or not.
     pub fn heat_map(&self) -> RgbImage {
         const CELL: u32 = 36;
-        let n = self.classes.len() as u32;
+        let n = self.shown.len() as u32;
         let longest = self
-            .classes
+            .shown
             .iter()
-            .map(|c| c.chars().count() as u32)
+            .map(|&c| self.classes[c].chars().count() as u32)
             .max()
             .unwrap_or(0)
             .min(24);
@@ -149,9 +214,10 @@ impl EvalReport {
             .alignment(Alignment::Right)
             .baseline(Baseline::Middle)
             .build();
-        for (t, row) in self.confusion.iter().enumerate() {
+        for (row_at, &t) in self.shown.iter().enumerate() {
+            let row = &self.confusion[t];
             let total: u64 = row.iter().sum();
-            let y = (top + t as u32 * CELL) as i32;
+            let y = (top + row_at as u32 * CELL) as i32;
             let name = truncate(&self.classes[t], 24);
             let _ = Text::with_text_style(
                 &name,
@@ -160,7 +226,8 @@ impl EvalReport {
                 right,
             )
             .draw(&mut canvas);
-            for (p, &count) in row.iter().enumerate() {
+            for (column_at, &p) in self.shown.iter().enumerate() {
+                let count = row[p];
                 let share = if total > 0 {
                     count as f64 / total as f64
                 } else {
@@ -169,7 +236,7 @@ impl EvalReport {
                 // White to dark blue; the diagonal (correct) and the rest use the same scale.
                 let shade = |full: u8| (255.0 - share * (255.0 - f64::from(full))).round() as u8;
                 let colour = Rgb888::new(shade(8), shade(48), shade(107));
-                let x = (name_width + p as u32 * CELL) as i32;
+                let x = (name_width + column_at as u32 * CELL) as i32;
                 let _ = Rectangle::new(Point::new(x, y), Size::new(CELL - 1, CELL - 1))
                     .into_styled(PrimitiveStyle::with_fill(colour))
                     .draw(&mut canvas);
@@ -190,16 +257,23 @@ impl EvalReport {
             }
         }
         // Column names, written top to bottom above each column (FONT_6X10 has no rotation).
-        for (p, class) in self.classes.iter().enumerate() {
-            let x = (name_width + p as u32 * CELL + CELL / 2) as i32;
-            for (i, ch) in truncate(class, longest as usize).chars().enumerate() {
+        for (column_at, &p) in self.shown.iter().enumerate() {
+            let x = (name_width + column_at as u32 * CELL + CELL / 2) as i32;
+            for (i, ch) in truncate(&self.classes[p], longest as usize)
+                .chars()
+                .enumerate()
+            {
                 let glyph = ch.to_string();
                 let _ =
                     Text::with_text_style(&glyph, Point::new(x, 6 + i as i32 * 10), text, centred)
                         .draw(&mut canvas);
             }
         }
-        let caption = "rows: true class, columns: predicted";
+        let caption = if self.shown_note.is_some() {
+            "rows: true class, columns: predicted; not every class is shown (see the report)"
+        } else {
+            "rows: true class, columns: predicted"
+        };
         let _ = Text::with_text_style(
             caption,
             Point::new(name_width as i32, (top + n * CELL + 12) as i32),
@@ -306,6 +380,31 @@ mod tests {
         assert_eq!(report.per_class[1].precision, None);
         assert_eq!(report.per_class[1].recall, Some(0.0));
         assert_eq!(report.per_class[1].f1, None);
+    }
+
+    #[test]
+    fn a_thousand_classes_make_a_bounded_picture() {
+        let classes: Vec<String> = (0..1000).map(|c| format!("class {c}")).collect();
+        // Two photos, both right: only their classes are shown.
+        let report = EvalReport::from_pairs(&classes, &[(7, 7), (900, 900)]);
+        assert_eq!(report.shown_classes, ["class 7", "class 900"]);
+        assert!(report.shown_note.as_ref().unwrap().contains("1000 classes"));
+        assert_eq!(report.heat_map().width(), 9 * 6 + 12 + 2 * 36 + 8);
+        assert!(report.text().contains("have photos or predictions"));
+        // Photos of 100 classes, the odd ones mistaken for class 0: those and 0 are shown.
+        let pairs: Vec<(usize, usize)> = (1..=100)
+            .map(|c| (c, if c % 2 == 1 { 0 } else { c }))
+            .collect();
+        let report = EvalReport::from_pairs(&classes, &pairs);
+        assert_eq!(report.shown_classes.len(), MAX_SHOWN_CLASSES);
+        assert_eq!(report.shown_classes[0], "class 0");
+        assert!(report.shown_classes[1..].iter().all(|c| {
+            let c: usize = c["class ".len()..].parse().unwrap();
+            c % 2 == 1
+        }));
+        let picture = report.heat_map();
+        assert!(picture.width() < 2000 && picture.height() < 2000);
+        assert_eq!(report.text().lines().count(), 1000 + 6 + MAX_SHOWN_CLASSES);
     }
 
     #[test]
