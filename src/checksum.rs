@@ -5,14 +5,20 @@
 //! hashes the bytes it read, and parses only bytes that match: a truncated download, a
 //! half-copied SD card or an edited file is refused before tract sees it.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::decode::read_regular_file;
 use crate::{Error, Result};
 
 pub const SUMS_FILE: &str = "SHA256SUMS";
+
+/// The largest model file pinsight reads: 512 MiB (the bundled float backbone is 17 MB).
+pub const MAX_MODEL_FILE_BYTES: u64 = 512 << 20;
+
+/// The largest `SHA256SUMS` pinsight reads: 1 MiB (a line is about 80 bytes).
+const MAX_SUMS_FILE_BYTES: u64 = 1 << 20;
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -24,11 +30,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Reads `path` and checks it against the `SHA256SUMS` beside it. Returns the bytes and their
 /// SHA-256.
 pub fn read_verified(path: &Path) -> Result<(Vec<u8>, String)> {
-    let bytes = fs::read(path).map_err(Error::read(path))?;
+    let bytes = read_regular_file(path, MAX_MODEL_FILE_BYTES, "a model file")?;
     let actual = sha256_hex(&bytes);
     let sums = sums_path(path);
     let name = file_name(path);
-    let listing = fs::read_to_string(&sums).map_err(Error::read(&sums))?;
+    let listing = read_regular_file(&sums, MAX_SUMS_FILE_BYTES, "a checksum list")?;
+    let listing = String::from_utf8_lossy(&listing);
     let expected = listing
         .lines()
         .filter_map(parse_line)

@@ -255,7 +255,8 @@ enum ClassWeightsArg {
 pub struct TrainArgs {
     /// The photos: DATA_DIR/<class>/*.jpg, or DATA_DIR/{train,validation,test}/<class>/*.jpg.
     data: PathBuf,
-    /// The head folder to write (replaced as a whole if it exists).
+    /// The head folder to write: one that does not exist yet, an empty one, or a head folder
+    /// pinsight wrote, which is replaced as a whole; anything else is refused before any work.
     #[arg(long)]
     out: PathBuf,
     /// The backbone whose features the head learns from, and what runs it.

@@ -528,6 +528,22 @@ fn a_fifo_is_refused_not_waited_on() {
     let config = pinsight([OsStr::new("config"), fifo.as_os_str()]);
     config.assert_code(2);
     assert!(config.stderr.contains("FIFO"), "{}", config.show());
+
+    // A model file is read the same way: a FIFO as the backbone is refused, not waited on.
+    let backbone = pinsight([
+        OsStr::new("classify"),
+        OsStr::new("--backbone"),
+        fifo.as_os_str(),
+        sample("rocket.jpg").as_os_str(),
+    ]);
+    backbone.assert_code(2);
+    assert!(
+        backbone
+            .stderr
+            .contains("is a FIFO (named pipe), not a regular file"),
+        "{}",
+        backbone.show()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
