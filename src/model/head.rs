@@ -152,7 +152,9 @@ fn swap_into_place(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
     let (from_c, to_c) = (c(from)?, c(to)?);
-    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    // SAFETY: `from_c` and `to_c` are `CString`s (built just above, which refuses an interior
+    // NUL), so each pointer is a NUL-terminated string; both live to the end of this function,
+    // past the call, and renameat2 only reads them.
     let status = unsafe {
         libc::renameat2(
             libc::AT_FDCWD,
