@@ -744,7 +744,10 @@ mod tests {
 
     fn assert_names(why: &str, expected: &str) {
         assert!(why.contains(expected), "{why:?} should say {expected:?}");
-        assert!(why.starts_with("node "), "the refusal names the node: {why}");
+        assert!(
+            why.starts_with("node "),
+            "the refusal names the node: {why}"
+        );
     }
 
     #[test]
