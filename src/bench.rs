@@ -504,10 +504,27 @@ mod tests {
     }
 
     #[test]
-    fn time_reports_ordered_quantiles() {
+    fn time_runs_the_work_once_more_than_it_measures() {
         let mut n = 0u64;
         let timing = time(20, || n = n.wrapping_add(1));
-        assert!(timing.median_ms <= timing.p99_ms);
         assert_eq!(n, 21, "one warm-up run and twenty measured");
+        for ms in [timing.median_ms, timing.p99_ms] {
+            assert!(ms.is_finite() && ms >= 0.0, "{timing:?}");
+        }
+    }
+
+    #[test]
+    fn timing_picks_nearest_rank_quantiles_of_unsorted_samples() {
+        // 1..=100 in a scrambled order (37 is coprime to 100): the median by nearest rank is
+        // the 51st smallest (index round(99 * 0.5) = 50), the 99th percentile the 99th.
+        let samples: Vec<f64> = (0..100).map(|i| f64::from((i * 37) % 100 + 1)).collect();
+        let timing = Timing::of(samples);
+        assert_eq!((timing.median_ms, timing.p99_ms), (51.0, 99.0));
+
+        let timing = Timing::of(vec![9.0, 1.0, 5.0]);
+        assert_eq!((timing.median_ms, timing.p99_ms), (5.0, 9.0));
+
+        let none = Timing::of(Vec::new());
+        assert!(none.median_ms.is_nan() && none.p99_ms.is_nan(), "{none:?}");
     }
 }

@@ -41,7 +41,13 @@ pub fn parse() -> Cli {
 }
 
 #[derive(Parser)]
-#[command(name = "pinsight", version, about, long_about = None)]
+#[command(
+    name = "pinsight",
+    version,
+    about,
+    long_about = None,
+    after_help = pinsight::error::EXIT_STATUS_HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

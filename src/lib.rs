@@ -9,6 +9,9 @@
 //! ([`checksum`]). [`train`] teaches a new head from labelled photos and evaluates it; the run
 //! loop never uses it. ARCHITECTURE.md at the top of the repository has the map.
 
+// Every `unsafe` block says why it is sound, naming the `assert!` it rests on.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod bench;
 pub mod board;
 pub mod checksum;

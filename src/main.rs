@@ -125,7 +125,40 @@ fn run(command: Command, stdout: &mut impl Write) -> Result<()> {
     }
 }
 
-/// Every failure exits 2 (as the command line's own usage errors do); 0 is success.
-fn exit_code(_error: &anyhow::Error) -> u8 {
-    2
+/// The exit status for `error`: its [`pinsight::error::ErrorKind`]'s (the table is `pinsight --help`'s and
+/// README.md's). The library's errors say their own kind; what only `main` meets is an error
+/// writing stdout (the machine's: `ErrorKind::System`); anything else is a bug.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    use pinsight::bench::BenchError;
+    use pinsight::error::ErrorKind;
+
+    let kind = error.chain().find_map(|cause| {
+        if let Some(error) = cause.downcast_ref::<pinsight::Error>() {
+            return Some(error.kind());
+        }
+        if let Some(error) = cause.downcast_ref::<BenchError>() {
+            return Some(match error {
+                BenchError::Pinsight(error) => error.kind(),
+                BenchError::OneBackbone(_) => ErrorKind::Usage,
+                BenchError::Output(_) | BenchError::Spawn { .. } => ErrorKind::System,
+                // The child is pinsight itself: its status already says what kind of failure
+                // it had (a damaged backbone is bad input in the child as in the parent).
+                BenchError::Child { status, .. } => status
+                    .code()
+                    .and_then(ErrorKind::from_exit_code)
+                    .unwrap_or(ErrorKind::Internal),
+                BenchError::ChildOutput { .. } => ErrorKind::Internal,
+            });
+        }
+        cause
+            .downcast_ref::<io::Error>()
+            .map(|_| ErrorKind::System)
+            .or_else(|| {
+                cause
+                    .downcast_ref::<serde_json::Error>()
+                    .filter(|e| e.is_io())
+                    .map(|_| ErrorKind::System)
+            })
+    });
+    kind.unwrap_or(ErrorKind::Internal).exit_code()
 }

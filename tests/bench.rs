@@ -28,10 +28,15 @@ fn model_only_prints_one_json_line_with_exact_inference_count() {
     assert_eq!(result["threads"], 1);
     assert_eq!(result["runs"], 2);
     assert_eq!(result["inferences"], 3, "the first inference and two timed");
-    let ms = |key: &str| result[key].as_f64().unwrap();
-    assert!(ms("load_ms") > 0.0 && ms("first_ms") > 0.0);
-    assert!((ms("ready_ms") - ms("load_ms") - ms("first_ms")).abs() < 1e-6);
-    assert!(ms("p50_ms") <= ms("p99_ms"));
+    // Times are reported, never judged: each is there and a real duration. p50 and p99 are
+    // NaN when no inference was timed, so they being finite shows the two runs were measured.
+    for key in ["ready_ms", "load_ms", "first_ms", "p50_ms", "p99_ms"] {
+        let ms = result[key].as_f64();
+        assert!(
+            ms.is_some_and(|ms| ms.is_finite() && ms >= 0.0),
+            "{key} in {result}"
+        );
+    }
     let peak = result["peak_rss_kib"].as_u64().unwrap();
     let before = result["rss_before_load_kib"].as_u64().unwrap();
     assert!(
@@ -56,7 +61,7 @@ fn model_only_refuses_two_backbones() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "a usage error: {stderr}");
     assert!(stderr.contains("one backbone"), "{stderr}");
     assert!(output.stdout.is_empty());
 }

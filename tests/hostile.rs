@@ -393,7 +393,7 @@ fn images_too_large_to_decode_are_counted_and_skipped_everywhere() {
     args.extend(names.iter().cloned());
     let classified = pinsight(&args);
     // Unreadable images make `classify` fail at the end (exit 2), after the others.
-    classified.assert_code(2);
+    classified.assert_code(5);
     let lines = json_lines(&classified);
     let paths: Vec<&str> = lines.iter().map(|l| l["path"].as_str().unwrap()).collect();
     assert_eq!(paths.len(), 3, "{}", classified.show());
@@ -501,7 +501,7 @@ fn a_fifo_is_refused_not_waited_on() {
         fifo.as_os_str(),
         sample("rocket.jpg").as_os_str(),
     ]);
-    classified.assert_code(2);
+    classified.assert_code(5);
     assert!(
         classified
             .stderr
@@ -526,7 +526,7 @@ fn a_fifo_is_refused_not_waited_on() {
     assert_eq!(json_lines(&run).len(), 1, "{}", run.show());
 
     let config = pinsight([OsStr::new("config"), fifo.as_os_str()]);
-    config.assert_code(2);
+    config.assert_code(3);
     assert!(config.stderr.contains("FIFO"), "{}", config.show());
 
     // A model file is read the same way: a FIFO as the backbone is refused, not waited on.
@@ -536,7 +536,7 @@ fn a_fifo_is_refused_not_waited_on() {
         fifo.as_os_str(),
         sample("rocket.jpg").as_os_str(),
     ]);
-    backbone.assert_code(2);
+    backbone.assert_code(3);
     assert!(
         backbone
             .stderr
@@ -716,7 +716,7 @@ fn config_values_out_of_range_are_refused_with_the_key_named() {
     for (text, key, range) in cases {
         std::fs::write(&config, format!("{board}{text}")).unwrap();
         let outcome = pinsight([OsStr::new("config"), config.as_os_str()]);
-        outcome.assert_code(2);
+        outcome.assert_code(3);
         assert!(
             outcome.stderr.contains("pinsight.toml")
                 && outcome.stderr.contains(key)
@@ -754,7 +754,7 @@ fn a_config_never_quotes_or_swallows_a_foreign_file() {
     let check = |board: &str, expected: &str| {
         std::fs::write(&config, format!("board = \"{board}\"\n")).unwrap();
         let outcome = pinsight([OsStr::new("config"), config.as_os_str()]);
-        outcome.assert_code(2);
+        outcome.assert_code(3);
         assert!(
             outcome.stderr.contains(expected),
             "{board}: {}",
@@ -789,7 +789,7 @@ fn a_config_never_quotes_or_swallows_a_foreign_file() {
 
     // The config itself: the same rules.
     let outcome = pinsight(["config", "/dev/zero"]);
-    outcome.assert_code(2);
+    outcome.assert_code(3);
     assert!(
         outcome.stderr.contains("character device"),
         "{}",
@@ -797,7 +797,7 @@ fn a_config_never_quotes_or_swallows_a_foreign_file() {
     );
     std::fs::write(&config, format!("{secret}\n")).unwrap();
     let outcome = pinsight([OsStr::new("config"), config.as_os_str()]);
-    outcome.assert_code(2);
+    outcome.assert_code(3);
     assert!(
         !outcome.stderr.contains("the-secret-line"),
         "{}",
@@ -873,7 +873,7 @@ fn an_error_says_its_cause_once() {
         &["bench", "--photo", "no-such.jpg"],
     ] {
         let outcome = pinsight(args);
-        outcome.assert_code(2);
+        outcome.assert_code(3);
         assert_eq!(
             outcome.stderr.matches("No such file or directory").count(),
             1,

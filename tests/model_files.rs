@@ -204,7 +204,7 @@ fn cli_reports_a_damaged_model_without_panicking() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stderr}");
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(output.status.code(), Some(3), "bad input: {stderr}");
     assert!(
         stderr.contains("backbone-int8.onnx is damaged or was changed"),
         "{stderr}"

@@ -179,7 +179,7 @@ fn cli_run_names_a_missing_camera() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(output.status.code(), Some(4), "a device error: {stderr}");
     assert!(
         stderr.contains("no camera at /dev/video-does-not-exist"),
         "{stderr}"
@@ -193,7 +193,7 @@ fn cli_run_says_when_a_device_is_not_a_camera() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(output.status.code(), Some(4), "a device error: {stderr}");
     assert!(
         stderr.contains("camera /dev/null: is not a V4L2 video device"),
         "{stderr}"
@@ -322,7 +322,10 @@ fn triggered_mode_answers_each_press_with_a_burst_and_sets_the_outputs() {
     for (label, burst, latency_ms) in &results {
         assert_eq!(label.as_deref(), Some("espresso"));
         assert_eq!(*burst, 3);
-        assert!(*latency_ms > 0.0);
+        assert!(
+            latency_ms.is_finite() && *latency_ms >= 0.0,
+            "the press-to-result latency is a duration: {latency_ms}"
+        );
     }
     drop(signals);
     for mut pin in [ready, busy, espresso] {

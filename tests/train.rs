@@ -350,39 +350,3 @@ fn bad_data_is_refused_with_what_to_do() {
         .to_string();
     assert!(error.contains("validation set is empty"), "{error}");
 }
-
-/// Not a check: prints how long the CLI's typical job takes (`--ignored --nocapture` to run).
-#[test]
-#[ignore]
-fn measure_training_800_by_1280_by_10() {
-    let blobs = Blobs::new(10, 1280, 0.15, 1.0, 1);
-    let training = blobs.sample(&[80; 10], 1);
-    let validation = blobs.sample(&[20; 10], 2);
-    for head in [
-        HeadKind::Linear,
-        hidden(),
-        HeadKind::Hidden {
-            units: 128,
-            dropout: 0.2,
-        },
-    ] {
-        for patience in [Some(10), None] {
-            let config = TrainConfig {
-                head,
-                patience,
-                ..TrainConfig::default()
-            };
-            let started = std::time::Instant::now();
-            let trained = train(&training, &validation, &config).unwrap();
-            let seconds = started.elapsed().as_secs_f64();
-            println!(
-                "{head:?}, patience {patience:?}: {} epochs in {seconds:.2} s ({:.1} ms/epoch), \
-                 best epoch {}, validation accuracy {:.3}",
-                trained.report.epochs.len(),
-                1e3 * seconds / trained.report.epochs.len() as f64,
-                trained.report.best_epoch,
-                trained.report.best().validation_accuracy
-            );
-        }
-    }
-}

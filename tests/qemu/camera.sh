@@ -46,7 +46,7 @@ echo "== a second pinsight on the same camera is told it is busy"
 timeout 120 pinsight run --source /dev/video0 --frames 1 >/dev/null 2>/tmp/busy.log
 rc=$?
 cat /tmp/busy.log
-[ $rc -eq 2 ] || fail "a second pinsight on a busy camera exited $rc, expected 2"
+[ $rc -eq 4 ] || fail "a second pinsight on a busy camera exited $rc, expected 4 (device)"
 grep -q "/dev/video0 is busy" /tmp/busy.log || fail "no 'is busy' message"
 vivid-unplug || fail "vivid-unplug failed"
 sleep 3

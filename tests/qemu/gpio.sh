@@ -160,7 +160,7 @@ su pinsight -c "pinsight run --config /tmp/gpio.toml --source /dev/video0 --fram
     >/dev/null 2>/tmp/denied.log
 rc=$?
 cat /tmp/denied.log
-[ $rc -eq 2 ] || fail "exit $rc without access to the gpiochips, expected 2"
+[ $rc -eq 4 ] || fail "exit $rc without access to the gpiochips, expected 4 (permission)"
 grep -q "permission denied opening /dev/gpiochip" /tmp/denied.log || fail "no device in the message"
 grep -q "gpio\` group" /tmp/denied.log || fail "no fix in the message"
 chmod 0600 /dev/gpiochip*

@@ -117,6 +117,14 @@ impl DepthwiseConv {
     ) {
         let c = self.channels;
         let pixels = output.len() / c;
+        assert!(
+            pixels > 0 && output.len() == pixels * c,
+            "depthwise output: whole pixels"
+        );
+        assert!(
+            !offsets.is_empty() && offsets.is_sorted(),
+            "depthwise taps in order"
+        );
         let last = first + (pixels - 1) * step + offsets[offsets.len() - 1] + c;
         assert!(last <= input.len(), "depthwise window outside the input");
         #[cfg(target_arch = "aarch64")]
@@ -128,8 +136,12 @@ impl DepthwiseConv {
                 .collect();
             while p < pixels {
                 let out = &mut output[p * c..];
-                // SAFETY: the CPU has NEON (`run` asserted `kernels.runs_here()`), every row
-                // read is inside `input` (checked above) and `out` holds the pixels written.
+                // SAFETY: the CPU has NEON (`run` asserted `kernels.runs_here()`). Every read,
+                // `rows[t] + i·step` for the pixels `p..p + count`, `c` bytes, ends at or
+                // before `input[last]` (the largest offset is the last one), which the
+                // `assert!(last <= input.len())` above keeps inside `input`; `pixels_with`
+                // asserts that `out` holds the pixels it writes and that the weights and bias
+                // hold its channels.
                 let done = unsafe {
                     if pixels - p >= 4 {
                         neon::pixels::<4>(self, &rows, step, out)
@@ -146,7 +158,7 @@ impl DepthwiseConv {
                 }
                 p += count;
                 for row in rows.iter_mut() {
-                    // SAFETY: stays within `input` while pixels remain (checked above).
+                    // `wrapping_add` is safe; a row past the end is never read (the loop ends).
                     *row = row.wrapping_add(count * step);
                 }
             }
@@ -176,8 +188,9 @@ impl DepthwiseConv {
             if rows.len() % 2 == 1 {
                 rows.push(zeros);
             }
-            // SAFETY: the CPU has AVX2 (`run` asserted `kernels.runs_here()`); the rows are
-            // paired and `channels` long, `out` is `channels` long.
+            // SAFETY: the CPU has AVX2 (`run` asserted `kernels.runs_here()`); `x86::pixel`
+            // asserts the rest (the taps paired, every row and `out` `channels` long, the
+            // layout holding every block) before its first load.
             let done = unsafe { x86::pixel(self, rows, out) };
             self.tail_portable(&rows[..taps], out, done);
             return;
@@ -297,11 +310,26 @@ mod x86 {
     pub(super) unsafe fn pixel(conv: &DepthwiseConv, rows: &[&[u8]], out: &mut [u8]) -> usize {
         let layout = &conv.avx2;
         let blocks = conv.channels / 16;
-        debug_assert_eq!(rows.len(), 2 * layout.pairs);
+        // What every load and store below stays inside of.
+        assert_eq!(rows.len(), 2 * layout.pairs, "depthwise AVX2: paired taps");
+        assert!(
+            rows.iter().all(|row| row.len() >= blocks * 16) && out.len() >= blocks * 16,
+            "depthwise AVX2: rows and output hold every block"
+        );
+        assert!(
+            layout.weights.len() >= blocks * layout.pairs * 32
+                && layout.bias.len() >= blocks * 16
+                && layout.scales.len() >= blocks * 16,
+            "depthwise AVX2: the layout holds every block"
+        );
         let zero = _mm256_set1_epi16(i16::from(conv.x_zero));
         let (low, high) = conv.requant.bounds();
         let (low, high) = (_mm256_set1_ps(low), _mm256_set1_ps(high));
         let out_zero = _mm256_set1_epi32(conv.requant.zero_point());
+        // SAFETY: the CPU has AVX2 (this function's contract). For block `b < blocks`: bias and
+        // scales are read at `b·16..b·16 + 16`, weights at `b·pairs·32..(b + 1)·pairs·32`, each
+        // row at `b·16..b·16 + 16` and `out` written there, all within the lengths asserted
+        // above.
         unsafe {
             for b in 0..blocks {
                 let bias = layout.bias.as_ptr().add(b * 16);
@@ -373,8 +401,10 @@ mod neon {
         out: &mut [u8],
     ) -> usize {
         if conv.x_zero == 0 {
+            // SAFETY: this function's contract is `pixels_with`'s.
             unsafe { pixels_with::<P, false>(conv, rows, step, out) }
         } else {
+            // SAFETY: this function's contract is `pixels_with`'s.
             unsafe { pixels_with::<P, true>(conv, rows, step, out) }
         }
     }
@@ -388,7 +418,20 @@ mod neon {
     ) -> usize {
         let c = conv.channels;
         let blocks = c / 16;
+        // What the loads of weights, bias and scales and the stores stay inside of; the rows
+        // are the caller's (see `pixels`).
         assert!(out.len() >= P * c, "depthwise output");
+        assert!(
+            conv.weights.len() >= rows.len() * c
+                && conv.bias.len() >= c
+                && conv.requant.scales().len() >= c,
+            "depthwise NEON: weights, bias and scales hold every channel"
+        );
+        // SAFETY: the CPU has NEON (every aarch64 CPU pinsight runs on; `DepthwiseConv::run`
+        // asserted it). For block `b < blocks`, `first + 16 <= c`: bias and scales are read at
+        // `first..first + 16`, the weights of tap `t` at `t·c + first..+16`, `out` written at
+        // `p·c + first..+16` for `p < P`, all within the lengths asserted above; the rows
+        // (`row + p·step + first`, 16 bytes) are inside `input` by this function's contract.
         unsafe {
             let zero = vdupq_n_s16(i16::from(conv.x_zero));
             let (low, high) = conv.requant.bounds();

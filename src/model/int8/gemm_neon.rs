@@ -55,6 +55,10 @@ impl NeonGemm {
             return None;
         }
         let m = bias.len();
+        assert!(
+            k > 0 && weights.len() == m * k && scales.len() == m,
+            "NEON gemm: weights are not {m}x{k} or scales not {m}"
+        );
         let k16 = k.div_ceil(16) * 16;
         let m4 = m.div_ceil(4) * 4;
         let mut padded = vec![0i8; m4 * k16];
@@ -92,8 +96,9 @@ impl NeonGemm {
         if pixels == 0 {
             return;
         }
-        // SAFETY: the lengths were checked; `dot` is only set on a CPU with dotprod (asserted
-        // in `new`).
+        // SAFETY: `run::<M>` asserts every length its loads and stores rely on before its
+        // loop; the CPU has NEON (every aarch64 CPU), and `dot` is only set on a CPU with
+        // dotprod (the `assert!` in `new`), which `run_dot` needs.
         unsafe {
             if self.dot {
                 run_dot(self, input, output, requant)
@@ -117,6 +122,7 @@ struct Widening;
 impl Mac for Widening {
     #[inline(always)]
     unsafe fn mac(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // SAFETY: register-only NEON intrinsics (no memory access); aarch64 has NEON.
         unsafe {
             let products = vmull_s8(vget_low_s8(a), vget_low_s8(b));
             vpadalq_s16(acc, vmlal_high_s8(products, a, b))
@@ -125,6 +131,7 @@ impl Mac for Widening {
 
     #[inline(always)]
     unsafe fn first(a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // SAFETY: register-only NEON intrinsics (no memory access); aarch64 has NEON.
         unsafe {
             let products = vmull_s8(vget_low_s8(a), vget_low_s8(b));
             vpaddlq_s16(vmlal_high_s8(products, a, b))
@@ -137,7 +144,9 @@ struct Dot;
 impl Mac for Dot {
     #[inline(always)]
     unsafe fn mac(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-        // SAFETY: only reached from `run_dot`, compiled for (and dispatched on) dotprod.
+        // SAFETY: SDOT reads and writes registers only (`nomem`); it is only reached from
+        // `run_dot`, which `NeonGemm::run` calls only when `dot` is set, and `NeonGemm::new`
+        // asserts the CPU has dotprod before setting it.
         unsafe {
             std::arch::asm!(
                 // The directive lets this assemble wherever the compiler inlines it; only
@@ -155,28 +164,56 @@ impl Mac for Dot {
 
     #[inline(always)]
     unsafe fn first(a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // SAFETY: `Dot::mac`'s contract (a CPU with dotprod) is this function's.
         unsafe { Dot::mac(vdupq_n_s32(0), a, b) }
     }
 }
 
+/// # Safety
+/// None beyond `run`'s (which asserts its lengths): aarch64 always has NEON.
 unsafe fn run_widening(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
+    // SAFETY: `run` asserts the lengths it relies on; aarch64 always has NEON.
     unsafe { run::<Widening>(g, input, output, requant) }
 }
 
+/// # Safety
+/// The CPU must have dotprod.
 #[target_feature(enable = "dotprod")]
 unsafe fn run_dot(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
+    // SAFETY: the CPU has dotprod (this function's contract), which `Dot` needs; `run` asserts
+    // the lengths it relies on.
     unsafe { run::<Dot>(g, input, output, requant) }
 }
 
+/// # Safety
+/// `M`'s instructions run on this CPU (for `Dot`, dotprod). The lengths are asserted here.
 #[inline(always)]
 unsafe fn run<M: Mac>(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
     let (m, k, k16) = (g.m, g.k, g.k16);
+    let m4 = m.div_ceil(4) * 4;
+    // What every load and store below stays inside of.
+    assert!(k > 0 && k16 >= k && k16.is_multiple_of(16), "NEON gemm: k");
+    assert!(
+        g.weights.len() >= m4 * k16 && g.bias.len() >= m4 && g.scales.len() >= m4,
+        "NEON gemm: weights, bias and scales padded to whole tiles"
+    );
     let pixels = input.len() / k;
+    assert!(
+        pixels > 0 && input.len() == pixels * k && output.len() == pixels * m,
+        "NEON gemm: input and output are whole pixels"
+    );
     let full = k / 16;
     let block = (L1_WEIGHT_BYTES / k16).max(4) / 4 * 4;
     // The last, partial 16 values of k of each pixel of a tile, copied so that a 16-byte load
     // stays inside the buffer (what the copy holds past k meets zero weights).
     let mut tails = [[0u8; 16]; 4];
+    // SAFETY: the CPU runs `M` (this function's contract). With the lengths asserted above:
+    // each of the 4 rows starts at pixel `min(p0 + j, pixels − 1)`, so at `·k` with `k` bytes
+    // after it in `input`; the full 16-byte steps `s < full` read `s·16..s·16 + 16 <= k`, the
+    // tail copies `k − full·16` bytes from `full·16` (to `k`) into a 16-byte array; weights
+    // rows `c0 + i < m4` are read at `·k16 + s·16..+16 <= k16`, bias and scales at
+    // `c0..c0 + 4 <= m4`; output is written for pixels `p0 + j < pixels` at `(p0 + j)·m + c0`,
+    // `min(m − c0, 4)` bytes, so at most to `pixels·m`.
     unsafe {
         let (low, high) = requant.bounds();
         let full_range = requant.full_range();

@@ -100,6 +100,47 @@ struct Reader<'g> {
 
 type Refusal = String;
 
+/// The most values one activation or constant may hold (64 Mi: the largest tensor of the
+/// bundled backbone holds 0.4 Mi). Every size computed from a graph's dimensions and
+/// attributes stays below it, so no kernel's arithmetic on them can overflow.
+const MAX_ELEMENTS: usize = 1 << 26;
+
+/// `dims` as sizes, each at least 1, whose product is at most [`MAX_ELEMENTS`].
+fn sizes(dims: &[i64], what: &str) -> Result<Vec<usize>, Refusal> {
+    let mut product = 1usize;
+    let mut sizes = Vec::with_capacity(dims.len());
+    for &d in dims {
+        let size = usize::try_from(d)
+            .ok()
+            .filter(|&s| s >= 1)
+            .ok_or_else(|| format!("{what} has a dimension of {d}"))?;
+        product = product
+            .checked_mul(size)
+            .filter(|&p| p <= MAX_ELEMENTS)
+            .ok_or_else(|| format!("{what} {dims:?} holds more than {MAX_ELEMENTS} values"))?;
+        sizes.push(size);
+    }
+    Ok(sizes)
+}
+
+/// Input `i` of `node`, which it must have.
+fn input(node: &NodeProto, i: usize) -> Result<&str, Refusal> {
+    node.input
+        .get(i)
+        .filter(|name| !name.is_empty())
+        .map(String::as_str)
+        .ok_or_else(|| format!("it has no input {i}"))
+}
+
+/// The first output of `node`, which it must have.
+fn output(node: &NodeProto) -> Result<&str, Refusal> {
+    node.output
+        .first()
+        .filter(|name| !name.is_empty())
+        .map(String::as_str)
+        .ok_or_else(|| "it has no output".into())
+}
+
 /// A quantized constant: its integer values and dimensions, scales and zero points.
 #[derive(Clone, Debug)]
 struct Constant {
@@ -113,6 +154,8 @@ struct Constant {
 pub fn read(graph: &GraphProto) -> Result<Program, Refusal> {
     let input = graph.input.first().ok_or("the graph has no input")?;
     let input_shape = float_shape(input).ok_or("the input is not a float tensor of fixed shape")?;
+    let input_dims = input_shape.map(|d| d as i64);
+    sizes(&input_dims, "the input")?;
     let [n, _, _, _] = input_shape;
     if n != 1 || graph.output.len() != 1 {
         return Err("pinsight's int8 executor runs one image into one output".into());
@@ -135,6 +178,12 @@ pub fn read(graph: &GraphProto) -> Result<Program, Refusal> {
         features: None,
     };
     for node in &graph.node {
+        if node.output.first().is_none_or(String::is_empty) {
+            return Err(format!(
+                "node {:?} ({}) has no output",
+                node.name, node.op_type
+            ));
+        }
         for name in &node.input {
             *reader.consumers.entry(name.as_str()).or_default() += 1;
         }
@@ -221,7 +270,7 @@ impl<'g> Reader<'g> {
                 let z = integers(t)
                     .filter(|z| z.len() == 1)
                     .ok_or("its zero point is not one value")?;
-                z[0] as u8
+                u8::try_from(z[0]).map_err(|_| format!("its zero point {} is not a u8", z[0]))?
             }
         };
         if !(scale.is_finite() && scale > 0.0) {
@@ -240,8 +289,8 @@ impl<'g> Reader<'g> {
 
     fn quantize(&mut self, node: &'g NodeProto) -> Result<(), Refusal> {
         let q = self.scalar_quantization(node)?;
-        let input = node.input[0].as_str();
-        let output = node.output[0].as_str();
+        let input = input(node, 0)?;
+        let output = output(node)?;
         let (op, inputs, shape, bounds) = if input == self.graph.input[0].name {
             let [_, c, h, w] = self.input_shape;
             (Op::Quantize, vec![], (h, w, c), (0, 255))
@@ -284,8 +333,8 @@ impl<'g> Reader<'g> {
     }
 
     fn dequantize(&mut self, node: &'g NodeProto) -> Result<(), Refusal> {
-        let input = node.input[0].as_str();
-        let output = node.output[0].as_str();
+        let input = input(node, 0)?;
+        let output = output(node)?;
         if let Some(&activation) = self.quantized.get(input) {
             if self.scalar_quantization(node)? != activation.q {
                 return Err("it dequantizes with other parameters than its QuantizeLinear".into());
@@ -316,12 +365,19 @@ impl<'g> Reader<'g> {
         if zeros.len() != scales.len() {
             return Err("scale and zero point lengths differ".into());
         }
-        let dims = constant
-            .dims
-            .iter()
-            .map(|&d| usize::try_from(d).ok())
-            .collect::<Option<_>>()
-            .ok_or("its constant has a negative dimension")?;
+        if scales.is_empty() {
+            return Err("its scale is empty".into());
+        }
+        if let Some(s) = scales.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
+            return Err(format!("its scale {s} is not a finite non-negative number"));
+        }
+        let dims = sizes(&constant.dims, "its constant")?;
+        if dims.iter().product::<usize>() != values.len() {
+            return Err(format!(
+                "its constant holds {} values, not the {dims:?} its dimensions say",
+                values.len()
+            ));
+        }
         self.constants.insert(
             output,
             Constant {
@@ -342,7 +398,7 @@ impl<'g> Reader<'g> {
     }
 
     fn single_consumer(&self, node: &NodeProto) -> Result<(), Refusal> {
-        if self.consumers.get(node.output[0].as_str()) != Some(&1) {
+        if self.consumers.get(output(node)?) != Some(&1) {
             return Err("its float output must feed exactly one node".into());
         }
         Ok(())
@@ -350,7 +406,7 @@ impl<'g> Reader<'g> {
 
     fn conv(&mut self, node: &'g NodeProto) -> Result<(), Refusal> {
         self.single_consumer(node)?;
-        let x = self.activation_input(&node.input[0])?;
+        let x = self.activation_input(input(node, 0)?)?;
         let Constant {
             values: weights,
             dims,
@@ -358,7 +414,7 @@ impl<'g> Reader<'g> {
             zeros: w_zeros,
         } = self
             .constants
-            .get(node.input.get(1).ok_or("no weights")?.as_str())
+            .get(input(node, 1)?)
             .ok_or("its weights are not a dequantized constant")?
             .clone();
         if w_zeros.iter().any(|&z| z != 0) {
@@ -367,11 +423,16 @@ impl<'g> Reader<'g> {
         let [m, cg, kh, kw] = dims[..] else {
             return Err("weights are not 4-D".into());
         };
+        // `dequantize` checked that the weights hold exactly m·cg·kh·kw values.
         if weights.iter().any(|&w| !(-128..=127).contains(&w)) {
             return Err("weights are not int8".into());
         }
-        let group = int_attribute(node, "group").unwrap_or(1) as usize;
         let (h, w, c) = x.shape;
+        let group = int_attribute(node, "group").unwrap_or(1);
+        let group = usize::try_from(group)
+            .ok()
+            .filter(|g| (1..=c).contains(g))
+            .ok_or_else(|| format!("group {group} is not within 1..={c} (the input channels)"))?;
         if c != cg * group || m % group != 0 {
             return Err(format!(
                 "{c} input channels do not fit weights {dims:?} in {group} groups"
@@ -385,8 +446,8 @@ impl<'g> Reader<'g> {
         {
             return Err(format!("auto_pad {auto_pad} is not supported"));
         }
-        if ints_attribute(node, "dilations").is_some_and(|d| d.iter().any(|&d| d != 1)) {
-            return Err("dilated convolutions are not supported".into());
+        if ints_attribute(node, "dilations").is_some_and(|d| d != [1, 1]) {
+            return Err("dilated convolutions are not supported (dilations must be [1, 1])".into());
         }
         if ints_attribute(node, "kernel_shape").is_some_and(|k| k != [kh as i64, kw as i64]) {
             return Err("kernel_shape differs from the weights".into());
@@ -396,19 +457,53 @@ impl<'g> Reader<'g> {
         let (&[sh, sw], &[top, left, bottom, right]) = (&strides[..], &pads[..]) else {
             return Err("strides or pads are not 2-D".into());
         };
-        let window = Window {
-            kernel: [kh, kw],
-            stride: [sh as usize, sw as usize],
-            pads: [top as usize, left as usize, bottom as usize, right as usize],
+        // A stride is at least 1 and at most the padded input; a pad is less than the kernel
+        // along its axis (a window wholly in the padding sees no input); with the kernel
+        // within the padded input, the output is at least 1 × 1 and every window inside it.
+        let stride = |s: i64, padded: usize| {
+            usize::try_from(s)
+                .ok()
+                .filter(|s| (1..=padded).contains(s))
+                .ok_or_else(|| format!("stride {s} is not within 1..={padded}"))
         };
-        if h + window.pads[0] + window.pads[2] < kh || w + window.pads[1] + window.pads[3] < kw {
+        let pad = |p: i64, kernel: usize| {
+            usize::try_from(p)
+                .ok()
+                .filter(|&p| p < kernel)
+                .ok_or_else(|| format!("pad {p} is not within 0..{kernel} (the kernel)"))
+        };
+        let pads = [
+            pad(top, kh)?,
+            pad(left, kw)?,
+            pad(bottom, kh)?,
+            pad(right, kw)?,
+        ];
+        let (padded_h, padded_w) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
+        if padded_h < kh || padded_w < kw {
             return Err("the kernel is larger than the padded input".into());
         }
+        let window = Window {
+            kernel: [kh, kw],
+            stride: [stride(sh, padded_h)?, stride(sw, padded_w)?],
+            pads,
+        };
         let w_scales = match w_scales.len() {
             1 => vec![w_scales[0]; m],
             n if n == m => w_scales,
             _ => return Err("weight scales are neither per tensor nor per output channel".into()),
         };
+        let (oh, ow) = window.output(h, w);
+        // What the kernels allocate: the output, the padded input, the im2col matrix.
+        let size = |n: usize| n as i64;
+        sizes(&[size(oh), size(ow), size(m)], "its output")?;
+        sizes(
+            &[size(padded_h), size(padded_w), size(c)],
+            "its padded input",
+        )?;
+        sizes(
+            &[size(oh), size(ow), size(kh * kw * cg + 15)],
+            "its im2col matrix",
+        )?;
         let bias = match node.input.get(2).filter(|n| !n.is_empty()) {
             None => vec![0; m],
             Some(name) => {
@@ -423,6 +518,9 @@ impl<'g> Reader<'g> {
                     .ok_or("its bias is not a dequantized constant")?;
                 if values.len() != m {
                     return Err("the bias length differs from the output channels".into());
+                }
+                if ![1, m].contains(&scales.len()) || ![1, m].contains(&zeros.len()) {
+                    return Err("bias scales are neither per tensor nor per output channel".into());
                 }
                 fn param<T: Copy>(v: &[T], i: usize) -> T {
                     if v.len() == 1 { v[0] } else { v[i] }
@@ -444,9 +542,8 @@ impl<'g> Reader<'g> {
                     .collect()
             }
         };
-        let (oh, ow) = window.output(h, w);
         self.pending.insert(
-            node.output[0].as_str(),
+            output(node)?,
             Pending {
                 op: Op::Conv(Conv {
                     group,
@@ -471,7 +568,7 @@ impl<'g> Reader<'g> {
         self.single_consumer(node)?;
         let mut pending = self
             .pending
-            .remove(node.input[0].as_str())
+            .remove(input(node, 0)?)
             .ok_or("it does not follow a Conv")?;
         let bound = |ix: usize| -> Result<Option<f32>, Refusal> {
             match node.input.get(ix).filter(|n| !n.is_empty()) {
@@ -491,19 +588,19 @@ impl<'g> Reader<'g> {
         };
         pending.min_real = pending.min_real.max(min.unwrap_or(f32::NEG_INFINITY));
         pending.max_real = pending.max_real.min(max.unwrap_or(f32::INFINITY));
-        self.pending.insert(node.output[0].as_str(), pending);
+        self.pending.insert(output(node)?, pending);
         Ok(())
     }
 
     fn add(&mut self, node: &'g NodeProto) -> Result<(), Refusal> {
         self.single_consumer(node)?;
-        let a = self.activation_input(&node.input[0])?;
-        let b = self.activation_input(&node.input[1])?;
+        let a = self.activation_input(input(node, 0)?)?;
+        let b = self.activation_input(input(node, 1)?)?;
         if a.shape != b.shape {
             return Err("broadcasting Add is not supported".into());
         }
         self.pending.insert(
-            node.output[0].as_str(),
+            output(node)?,
             Pending {
                 op: Op::Add,
                 inputs: vec![a, b],
@@ -516,7 +613,7 @@ impl<'g> Reader<'g> {
     }
 
     fn mean(&mut self, node: &'g NodeProto) -> Result<(), Refusal> {
-        let x = self.activation_input(&node.input[0])?;
+        let x = self.activation_input(input(node, 0)?)?;
         let axes = match node.input.get(1).filter(|n| !n.is_empty()) {
             Some(name) => self
                 .initializer(name)
@@ -533,7 +630,7 @@ impl<'g> Reader<'g> {
             return Err("only a mean over H and W without kept dimensions is supported".into());
         }
         let (_, _, c) = x.shape;
-        self.features = Some(node.output[0].as_str());
+        self.features = Some(output(node)?);
         let output = Activation {
             slot: usize::MAX,
             shape: (1, 1, c),
@@ -569,4 +666,199 @@ fn clamp_bounds(q: Quantization, min_real: f32, max_real: f32) -> (u8, u8) {
         255
     };
     (min, max.max(min))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The bundled int8 backbone, read as it is and with one attribute or shape made wrong:
+    //! each wrong one is refused with its reason, never a panic.
+
+    use tract_onnx::pb::{AttributeProto, ModelProto, attribute_proto::AttributeType};
+    use tract_onnx::prelude::Framework;
+
+    use super::*;
+
+    fn backbone() -> ModelProto {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/efficientnet-lite0/backbone-int8.onnx"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        tract_onnx::onnx()
+            .proto_model_for_read(&mut &bytes[..])
+            .unwrap()
+    }
+
+    /// The graph of the backbone with `change` made to its first Conv (the 3 × 3, stride 2
+    /// stem) and to the graph.
+    fn refusal(change: impl FnOnce(&mut GraphProto, usize)) -> String {
+        let mut model = backbone();
+        let graph = model.graph.as_mut().unwrap();
+        let conv = graph.node.iter().position(|n| n.op_type == "Conv").unwrap();
+        change(graph, conv);
+        let result = std::panic::catch_unwind(|| read(graph));
+        match result {
+            Ok(Ok(_)) => panic!("the changed graph was accepted"),
+            Ok(Err(why)) => why,
+            Err(_) => panic!("reading the changed graph panicked"),
+        }
+    }
+
+    fn set_ints(graph: &mut GraphProto, node: usize, name: &str, ints: &[i64]) {
+        let node = &mut graph.node[node];
+        node.attribute.retain(|a| a.name != name);
+        node.attribute.push(AttributeProto {
+            name: name.into(),
+            r#type: AttributeType::Ints as i32,
+            ints: ints.to_vec(),
+            ..AttributeProto::default()
+        });
+    }
+
+    fn set_int(graph: &mut GraphProto, node: usize, name: &str, value: i64) {
+        let node = &mut graph.node[node];
+        node.attribute.retain(|a| a.name != name);
+        node.attribute.push(AttributeProto {
+            name: name.into(),
+            r#type: AttributeType::Int as i32,
+            i: value,
+            ..AttributeProto::default()
+        });
+    }
+
+    /// The initializer holding the int8 weights of the Conv `node` (behind its DequantizeLinear).
+    fn weights(graph: &mut GraphProto, node: usize) -> &mut TensorProto {
+        let dq_output = graph.node[node].input[1].clone();
+        let dq = graph
+            .node
+            .iter()
+            .find(|n| n.output.first() == Some(&dq_output))
+            .unwrap();
+        let name = dq.input[0].clone();
+        graph
+            .initializer
+            .iter_mut()
+            .find(|t| t.name == name)
+            .unwrap()
+    }
+
+    fn assert_names(why: &str, expected: &str) {
+        assert!(why.contains(expected), "{why:?} should say {expected:?}");
+        assert!(
+            why.starts_with("node "),
+            "the refusal names the node: {why}"
+        );
+    }
+
+    #[test]
+    fn the_bundled_backbone_is_read() {
+        let program = read(backbone().graph.as_ref().unwrap()).unwrap();
+        assert_eq!(program.input_shape, [1, 3, 224, 224]);
+        let Op::Conv(stem) = &program.steps[1].op else {
+            panic!("the stem follows the quantization")
+        };
+        assert_eq!(stem.window.stride, [2, 2]);
+        assert_eq!(program.steps[1].output.shape, (112, 112, 32));
+    }
+
+    #[test]
+    fn negative_or_zero_or_huge_strides_are_refused() {
+        for (strides, says) in [
+            (&[-1, 2][..], "stride -1 is not within 1..=225"),
+            (&[2, 0][..], "stride 0 is not within 1..=225"),
+            (&[1 << 40, 2][..], "stride 1099511627776"),
+            (&[2][..], "strides or pads are not 2-D"),
+        ] {
+            let why = refusal(|g, conv| set_ints(g, conv, "strides", strides));
+            assert_names(&why, says);
+        }
+    }
+
+    #[test]
+    fn negative_or_huge_pads_are_refused() {
+        for (pads, says) in [
+            (&[0, 0, -1, 1][..], "pad -1 is not within 0..3"),
+            (
+                &[0, 0, 1, 1 << 40][..],
+                "pad 1099511627776 is not within 0..3",
+            ),
+            (&[3, 0, 1, 1][..], "pad 3 is not within 0..3"),
+            (&[1, 1][..], "strides or pads are not 2-D"),
+        ] {
+            let why = refusal(|g, conv| set_ints(g, conv, "pads", pads));
+            assert_names(&why, says);
+        }
+    }
+
+    #[test]
+    fn groups_that_do_not_divide_the_channels_are_refused() {
+        for (group, says) in [
+            (0, "group 0 is not within 1..=3"),
+            (-3, "group -3 is not within 1..=3"),
+            (1 << 40, "group 1099511627776"),
+            (3, "input channels do not fit weights"),
+        ] {
+            let why = refusal(|g, conv| set_int(g, conv, "group", group));
+            assert_names(&why, says);
+        }
+    }
+
+    #[test]
+    fn dilations_and_kernel_shapes_other_than_the_weights_are_refused() {
+        let why = refusal(|g, conv| set_ints(g, conv, "dilations", &[2, 2]));
+        assert_names(&why, "dilated convolutions are not supported");
+        let why = refusal(|g, conv| set_ints(g, conv, "dilations", &[1]));
+        assert_names(&why, "dilations must be [1, 1]");
+        let why = refusal(|g, conv| set_ints(g, conv, "kernel_shape", &[-3, 3]));
+        assert_names(&why, "kernel_shape differs from the weights");
+    }
+
+    #[test]
+    fn weights_whose_shape_does_not_match_are_refused() {
+        // Dimensions that do not multiply to the values held.
+        let why = refusal(|g, conv| weights(g, conv).dims[0] += 1);
+        assert_names(&why, "its constant holds 864 values, not the [33, 3, 3, 3]");
+        // As many values, but shaped for other input channels.
+        let why = refusal(|g, conv| weights(g, conv).dims = vec![32, 9, 3, 1]);
+        assert_names(&why, "3 input channels do not fit weights [32, 9, 3, 1]");
+        // A negative or zero dimension.
+        let why = refusal(|g, conv| weights(g, conv).dims[2] = -3);
+        assert_names(&why, "its constant has a dimension of -3");
+        let why = refusal(|g, conv| weights(g, conv).dims = vec![32, 3, 3, 3, 0]);
+        assert_names(&why, "its constant has a dimension of 0");
+    }
+
+    #[test]
+    fn input_shapes_out_of_range_are_refused() {
+        use tract_onnx::pb::tensor_shape_proto::dimension::Value;
+        for (dims, says) in [
+            ([1, 3, 0, 224], "the input has a dimension of 0"),
+            ([1, 3, 1 << 20, 1 << 20], "holds more than 67108864 values"),
+        ] {
+            let why = refusal(|g, _| {
+                let Some(type_proto::Value::TensorType(tensor)) =
+                    g.input[0].r#type.as_mut().unwrap().value.as_mut()
+                else {
+                    unreachable!()
+                };
+                for (dim, value) in tensor.shape.as_mut().unwrap().dim.iter_mut().zip(dims) {
+                    dim.value = Some(Value::DimValue(value));
+                }
+            });
+            assert!(why.contains(says), "{why:?} should say {says:?}");
+        }
+    }
+
+    #[test]
+    fn nodes_missing_inputs_or_outputs_are_refused() {
+        let why = refusal(|g, conv| g.node[conv].input.truncate(1));
+        assert_names(&why, "it has no input 1");
+        let why = refusal(|g, conv| g.node[conv].input.clear());
+        assert_names(&why, "it has no input 0");
+        let why = refusal(|g, conv| g.node[conv].output.clear());
+        assert_names(&why, "has no output");
+        // The QuantizeLinear of the image, with no input at all.
+        let why = refusal(|g, _| g.node[0].input.clear());
+        assert!(why.contains("QuantizeLinear"), "{why}");
+    }
 }

@@ -34,6 +34,8 @@ macro_rules! with_avx2 {
     ($kernels:expr, $body:expr) => {{
         #[cfg(target_arch = "x86_64")]
         {
+            /// # Safety
+            /// The CPU must have AVX2.
             #[target_feature(enable = "avx2")]
             unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
                 f()
@@ -41,7 +43,8 @@ macro_rules! with_avx2 {
             let kernels: KernelSet = $kernels;
             if kernels == KernelSet::Avx2 {
                 kernels.assert_runs_here();
-                // SAFETY: the CPU has AVX2 (asserted just above).
+                // SAFETY: the CPU has AVX2 (`assert_runs_here` just above asserts it); the body
+                // is safe code, only compiled with AVX2 enabled.
                 unsafe { avx2(|| $body) }
             } else {
                 $body
@@ -129,12 +132,14 @@ impl Requantizer {
         kernels.assert_runs_here();
         #[cfg(target_arch = "x86_64")]
         if kernels == KernelSet::Avx2 {
-            // SAFETY: the CPU has AVX2 (asserted above) and the lengths were checked.
+            // SAFETY: the CPU has AVX2 (`assert_runs_here` above); `requantize_avx2` asserts
+            // the lengths it relies on.
             return unsafe { simd::requantize_avx2(self, acc, out) };
         }
         #[cfg(target_arch = "aarch64")]
         if matches!(kernels, KernelSet::Neon | KernelSet::NeonDotprod) {
-            // SAFETY: the CPU has NEON (asserted above) and the lengths were checked.
+            // SAFETY: the CPU has NEON (`assert_runs_here` above); `requantize_neon` asserts
+            // the lengths it relies on.
             return unsafe { simd::requantize_neon(self, acc, out) };
         }
         for (acc, out) in acc.chunks_exact(m).zip(out.chunks_exact_mut(m)) {
@@ -325,6 +330,14 @@ mod simd {
         let zero = _mm256_set1_epi32(r.zero_point);
         let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
         let whole = m / 8 * 8;
+        assert!(
+            m > 0 && acc.len() == out.len() && acc.len().is_multiple_of(m),
+            "requantize: whole pixels of {m} channels"
+        );
+        // SAFETY: the CPU has AVX2 (this function's contract). `chunks_exact(m)` hands out
+        // pixels of exactly `m` values of `acc` and of `out` (equal lengths, asserted above),
+        // and `scale` holds `m` values (`m` is its length); every load and store is at
+        // `c..c + 8` with `c + 8 <= whole <= m`.
         unsafe {
             let eight = |acc: *const i32, scale: *const f32| {
                 let v = _mm256_mul_ps(
@@ -371,6 +384,14 @@ mod simd {
         use std::arch::aarch64::*;
         let m = r.scale.len();
         let whole = m / 16 * 16;
+        assert!(
+            m > 0 && acc.len() == out.len() && acc.len().is_multiple_of(m),
+            "requantize: whole pixels of {m} channels"
+        );
+        // SAFETY: the CPU has NEON (this function's contract). `chunks_exact(m)` hands out
+        // pixels of exactly `m` values of `acc` and of `out` (equal lengths, asserted above),
+        // and `scale` holds `m` values (`m` is its length); every load and store is at
+        // `c..c + 16` with `c + 16 <= whole <= m`.
         unsafe {
             let (low, high) = (vdupq_n_f32(r.low), vdupq_n_f32(r.high));
             let zero = vdupq_n_s16(r.zero_point as i16);

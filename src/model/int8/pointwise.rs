@@ -273,6 +273,8 @@ impl TractGemm {
     fn scratch(&self, k: usize, m: usize) -> TractScratch {
         let format = self.mmm.packings()[self.packing].1.clone();
         let panels = self.block / self.layout.r();
+        // SAFETY: the blob's bytes are uninitialised until `fill(0)` writes every one of them,
+        // before anything reads them; 64 is a power of two, the alignment the call requires.
         let blob = unsafe {
             let mut blob = Blob::new_for_size_and_align(panels * self.layout.panel_bytes(), 64);
             blob.as_bytes_mut().fill(0);
@@ -290,6 +292,8 @@ impl TractGemm {
                 mn: self.block,
             },
             acc: Tensor::zero::<i32>(&[self.block * m]).expect("a small int32 tensor"),
+            // SAFETY: this scratch space is used only with `self.mmm`, the kernel that made it
+            // (`TractGemm::run` passes it to `self.mmm.run_with_scratch_space`).
             mmm: unsafe { self.mmm.allocate_scratch_space() },
         }
     }
@@ -309,6 +313,20 @@ impl TractGemm {
             self.pack(&input[first * k..(first + n) * k], k, n, scratch)?;
             scratch.packed.mn = n;
             scratch.packed.fact.mn = n.to_dim();
+            // What the kernel reads and writes through raw pointers stays inside of.
+            assert!(n <= self.block, "pointwise block");
+            assert!(
+                scratch.acc.len() >= self.block * m
+                    && scratch.acc.datum_type() == DatumType::I32
+                    && scratch.packed.packed.len()
+                        >= n.div_ceil(self.layout.r()) * self.layout.panel_bytes(),
+                "pointwise scratch too small for a block"
+            );
+            // SAFETY: the store writes `m × n` int32 at row stride 4 and column stride `m·4`
+            // bytes into `scratch.acc`, which holds `block·m >= n·m` int32 (asserted above);
+            // the kernel reads the weights packed for `m × k` by its own packing (`new`) and
+            // `n` pixels of `k` packed in `scratch.packed` (`pack` wrote `n` lanes into panels
+            // the blob holds, asserted above); `scratch.mmm` was made by `self.mmm`.
             unsafe {
                 let store = self
                     .mmm
