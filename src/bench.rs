@@ -103,6 +103,25 @@ pub enum BenchError {
     },
 }
 
+impl BenchError {
+    /// Which kind of failure this is (and so which exit status `pinsight` gives it).
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            BenchError::Pinsight(error) => error.kind(),
+            BenchError::OneBackbone(_) => ErrorKind::Usage,
+            BenchError::Output(_) | BenchError::Spawn { .. } => ErrorKind::System,
+            // The child is pinsight itself: its status already says what kind of failure it
+            // had (a damaged backbone is bad input in the child as in the parent).
+            BenchError::Child { status, .. } => status
+                .code()
+                .and_then(ErrorKind::from_exit_code)
+                .unwrap_or(ErrorKind::Internal),
+            BenchError::ChildOutput { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
 /// `pinsight bench`: the frame-conversion table and a table of the backbones, or with
 /// `--model-only` one backbone's [`ModelBench`] as a JSON line.
 pub fn run(args: &BenchOptions) -> Result<(), BenchError> {
