@@ -428,7 +428,12 @@ fn pick_kernel(m: usize, k: usize, n: usize) -> TractResult<(Box<dyn MatMatMul>,
     let usable = |(mmm, packing, _): &(Box<dyn MatMatMul>, usize, _)| {
         Layout::of(&*mmm.packings()[*packing].1, k)
     };
+    // tract-linalg 0.23's AMX int8 kernels (`avx512amx_mmm_i32_*`) crashed with SIGSEGV in
+    // this project's kernel tests when two threads ran them at once, on an AMX-capable x86
+    // host: pinsight never picks them.
+    let trusted = |mmm: &dyn MatMatMul| !mmm.name().contains("amx");
     if let Some(choice) = dispatch.pick(&query)
+        && trusted(&*choice.0)
         && let Some(layout) = usable(&choice)
     {
         return Ok((choice.0, choice.1, layout));
@@ -436,6 +441,7 @@ fn pick_kernel(m: usize, k: usize, n: usize) -> TractResult<(Box<dyn MatMatMul>,
     dispatch
         .suitable(&query)
         .into_iter()
+        .filter(|choice| trusted(&*choice.0))
         .filter_map(|choice| usable(&choice).map(|layout| (choice.0, choice.1, layout)))
         .max_by_key(|(mmm, _, _)| (mmm.arch().is_some(), mmm.mr() * mmm.nr()))
         .context("tract-linalg offers no int8 matrix kernel for this CPU")
