@@ -884,7 +884,7 @@ fn an_error_says_its_cause_once() {
 }
 
 /// A reader that closes standard output early (`pinsight config … | head -1`) ends pinsight
-/// quietly: exit 0, nothing on stderr.
+/// quietly: exit 0, nothing of pinsight's on stderr.
 #[test]
 fn a_closed_stdout_ends_quietly() {
     let work = tempfile::tempdir().unwrap();
@@ -906,6 +906,13 @@ fn a_closed_stdout_ends_quietly() {
         command.args(&args);
         let outcome = spawn(command, Stdio::from(writer));
         outcome.assert_code(0);
-        assert_eq!(outcome.stderr, "", "{args:?}");
+        // Nothing on stderr but, under qemu-user, tract-linalg's warning that the
+        // /proc/cpuinfo it reads is the host's.
+        let said: Vec<&str> = outcome
+            .stderr
+            .lines()
+            .filter(|line| !line.contains(" tract_linalg"))
+            .collect();
+        assert!(said.is_empty(), "{args:?}: {said:?}");
     }
 }
