@@ -156,7 +156,16 @@ pub fn decode(data: &[u8]) -> Result<RgbImage, String> {
     // a size beyond the limits below does not say the size.
     let (width, height) = reader(Limits::default())?
         .into_dimensions()
-        .map_err(error)?;
+        .map_err(|e| match e {
+            // A 32-bit build's PNG decoder refuses an image whose pixels would not fit in its
+            // address space at the header, before it says the size.
+            image::ImageError::Limits(_) => format!(
+                "it is too large: pinsight decodes images of at most {MAX_SIDE} pixels a side \
+                 and {} of pixels (scale it down first)",
+                human_bytes(MAX_DECODED_BYTES)
+            ),
+            e => e.to_string(),
+        })?;
     check_size(width, height, 0)?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
