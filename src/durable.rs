@@ -13,7 +13,7 @@ use std::fs::Permissions;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
@@ -22,6 +22,20 @@ pub fn parent_of(path: &Path) -> &Path {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
+}
+
+/// How the temporary files of [`write()`] are named: `.pinsight-XXXXXX`, six random
+/// characters.
+const TEMPORARY_PREFIX: &str = ".pinsight-";
+
+/// Whether `name` is that of a temporary file [`write()`] makes.
+pub fn is_temporary_name(name: &std::ffi::OsStr) -> bool {
+    let name = name.as_bytes();
+    name.len() == TEMPORARY_PREFIX.len() + 6
+        && name.starts_with(TEMPORARY_PREFIX.as_bytes())
+        && name[TEMPORARY_PREFIX.len()..]
+            .iter()
+            .all(u8::is_ascii_alphanumeric)
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder: synced, renamed over
@@ -34,7 +48,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     let dir = parent_of(path);
     let mut file = tempfile::Builder::new()
-        .prefix(".pinsight-")
+        .prefix(TEMPORARY_PREFIX)
         .permissions(Permissions::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(fail)?;
@@ -44,14 +58,119 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(dir).map_err(fail)
 }
 
-/// A new, empty folder beside `target` (named `.pinsight-<what>-XXXXXX`) to build a folder in
-/// before it takes `target`'s place. It is removed with what is in it when dropped, so put
-/// only files pinsight wrote in it, and `keep` it before it holds anything else.
-pub fn staging_dir_for(target: &Path, what: &str) -> std::io::Result<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix(&format!(".pinsight-{what}-"))
+/// A folder being built beside the folder it will replace (named `.pinsight-<what>-XXXXXX`),
+/// locked (`flock`) for as long as it lives so that a later run can tell it from one that a
+/// crash or a power cut left behind ([`stale_staging_dirs`]). It is removed with what is in it
+/// when dropped, so put only files pinsight wrote in it, and [`StagingDir::keep`] it before it
+/// holds anything else.
+pub struct StagingDir {
+    dir: tempfile::TempDir,
+    lock: std::fs::File,
+}
+
+impl StagingDir {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops removing the folder on drop; the returned lock keeps it marked as in use until it
+    /// is dropped.
+    pub fn keep(self) -> (PathBuf, std::fs::File) {
+        (self.dir.keep(), self.lock)
+    }
+}
+
+/// A new, empty, locked folder beside `target` to build a folder in before it takes `target`'s
+/// place (its parent folder must exist).
+pub fn staging_dir_for(target: &Path, what: &str) -> std::io::Result<StagingDir> {
+    let dir = tempfile::Builder::new()
+        .prefix(&staging_prefix(what))
         .permissions(Permissions::from_mode(0o777))
-        .tempdir_in(parent_of(target))
+        .tempdir_in(parent_of(target))?;
+    let lock = lock_dir(dir.path())?;
+    Ok(StagingDir { dir, lock })
+}
+
+fn staging_prefix(what: &str) -> String {
+    format!(".pinsight-{what}-")
+}
+
+/// How old an unlocked staging folder must be to count as left behind: a new one is unlocked
+/// for the moment between its creation and its lock.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The staging folders beside `target` that no running pinsight holds: left behind by a run
+/// that crashed or lost power. Each comes with its lock, held until the caller drops it.
+pub fn stale_staging_dirs(target: &Path, what: &str) -> Vec<(PathBuf, std::fs::File)> {
+    let prefix = staging_prefix(what);
+    let Ok(entries) = std::fs::read_dir(parent_of(target)) else {
+        return Vec::new();
+    };
+    let mut stale = Vec::new();
+    for entry in entries.flatten() {
+        if !entry.file_name().as_bytes().starts_with(prefix.as_bytes()) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(metadata) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let age = metadata.modified().ok().and_then(|m| m.elapsed().ok());
+        if !metadata.is_dir() || age.is_none_or(|age| age < STALE_AFTER) {
+            continue;
+        }
+        if let Ok(lock) = std::fs::File::open(&path)
+            && try_lock(&lock).unwrap_or(false)
+        {
+            stale.push((path, lock));
+        }
+    }
+    stale
+}
+
+/// Opens the folder `dir` and locks it as a staging folder is locked, failing if another holds
+/// it.
+pub fn lock_dir(dir: &Path) -> std::io::Result<std::fs::File> {
+    let lock = std::fs::File::open(dir)?;
+    if try_lock(&lock)? {
+        Ok(lock)
+    } else {
+        Err(std::io::Error::other(
+            "another pinsight is writing it at this moment",
+        ))
+    }
+}
+
+/// Takes an exclusive `flock` on `file` without waiting: false when another holds it.
+fn try_lock(file: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor belongs to `file`, open for the whole call; flock only reads it.
+    let status = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if status == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Creates `dir` and any missing folders above it, syncing each new folder's parent so that
+/// the new names survive a power cut.
+pub fn create_dir_all(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_all(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => sync_dir(parent_of(dir)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Flushes a folder's entries (the names created, renamed or removed in it) to disk.

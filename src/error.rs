@@ -137,6 +137,9 @@ pub enum Error {
 
     #[error("will not write a head to {}: {reason}", path.display())]
     OutRefused { path: PathBuf, reason: String },
+
+    #[error("will not write a report to {}: {reason}", path.display())]
+    ReportRefused { path: PathBuf, reason: String },
 }
 
 impl Error {
@@ -227,6 +230,7 @@ impl Error {
             | Error::Training(_)
             | Error::NoImages { .. }
             | Error::OutRefused { .. }
+            | Error::ReportRefused { .. }
             | Error::Config { .. } => ErrorKind::Input,
             Error::CameraMissing { .. }
             | Error::CameraPermission { .. }
@@ -379,6 +383,13 @@ mod kind_tests {
             (Error::GpioPermission { device: path() }, ErrorKind::System),
             (
                 Error::OutRefused {
+                    path: path(),
+                    reason: text(),
+                },
+                ErrorKind::Input,
+            ),
+            (
+                Error::ReportRefused {
                     path: path(),
                     reason: text(),
                 },

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pinsight::Error;
@@ -26,28 +25,11 @@ fn options(data: &Path, out: &Path, cache: &Path) -> TrainOptions {
     }
 }
 
-/// Every file below `dir` with its bytes, to prove a folder was left as it was.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.insert(path.clone(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
-}
-
 #[test]
 fn trains_a_head_that_classify_runs_and_reuses_cached_features() {
     let work = tempfile::tempdir().unwrap();
     let (head, cache) = (work.path().join("head"), work.path().join("cache"));
-    let before = snapshot(&fixture());
+    let before = common::snapshot(&fixture());
 
     let first = train_from_folder(&options(&fixture(), &head, &cache)).unwrap();
     println!(
@@ -89,7 +71,10 @@ fn trains_a_head_that_classify_runs_and_reuses_cached_features() {
         "training is deterministic"
     );
 
-    assert!(snapshot(&fixture()) == before, "the photos were changed");
+    assert!(
+        common::snapshot(&fixture()) == before,
+        "the photos were changed"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(work.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -127,41 +112,23 @@ fn trains_a_head_that_classify_runs_and_reuses_cached_features() {
     println!("{stdout}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["photos"], 12);
-    let confusion: Vec<Vec<u64>> = serde_json::from_value(report["confusion"].clone()).unwrap();
-    assert_eq!(confusion.iter().flatten().sum::<u64>(), 12);
-    let correct: u64 = (0..3).map(|i| confusion[i][i]).sum();
+    assert!(
+        report["pinsight"].is_string(),
+        "the report says who wrote it"
+    );
+    // The confusion matrix as its cells that hold photos.
+    let cells = report["confusion"].as_array().unwrap();
+    let photos = |cell: &serde_json::Value| cell["photos"].as_u64().unwrap();
+    assert_eq!(cells.iter().map(photos).sum::<u64>(), 12);
+    assert!(cells.iter().all(|cell| photos(cell) > 0));
+    let correct: u64 = cells
+        .iter()
+        .filter(|cell| cell["truth"] == cell["predicted"])
+        .map(photos)
+        .sum();
     assert!((report["accuracy"].as_f64().unwrap() - correct as f64 / 12.0).abs() < 1e-9);
     let picture = image::open(&png).unwrap();
     assert!(picture.width() > 3 * 36 && picture.height() > 3 * 36);
-}
-
-/// A photo folder in a temporary directory: `layout` lists (class, photos, broken files).
-fn folder(layout: &[(&str, usize, usize)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let sources: Vec<PathBuf> = std::fs::read_dir(fixture().join("train/hat"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    for &(class, photos, broken) in layout {
-        let class_dir = dir.path().join(class);
-        std::fs::create_dir_all(&class_dir).unwrap();
-        for i in 0..photos {
-            std::fs::copy(
-                &sources[i % sources.len()],
-                class_dir.join(format!("{i}.jpg")),
-            )
-            .unwrap();
-        }
-        for i in 0..broken {
-            std::fs::write(
-                class_dir.join(format!("broken{i}.jpg")),
-                b"\xFF\xD8\xFF\xE0 truncated",
-            )
-            .unwrap();
-            std::fs::write(class_dir.join(format!("notes{i}.txt")), "not a photo").unwrap();
-        }
-    }
-    dir
 }
 
 fn train_error(data: &Path) -> String {
@@ -181,7 +148,7 @@ fn train_error(data: &Path) -> String {
 
 #[test]
 fn one_class_is_not_a_classifier() {
-    let data = folder(&[("hat", 5, 0)]);
+    let data = common::photo_folder(&[("hat", 5)]);
     let message = train_error(data.path());
     assert!(message.contains("at least 2 classes"), "{message}");
 }
@@ -222,19 +189,31 @@ fn a_class_needs_two_training_photos() {
 #[test]
 fn unreadable_photos_are_skipped_by_name_and_an_old_head_survives_a_failed_run() {
     let work = tempfile::tempdir().unwrap();
-    let (head, cache) = (work.path().join("head"), work.path().join("cache"));
-    // Two classes of identical photos: enough to train, with a broken JPEG and a text file.
-    let data = folder(&[("a", 4, 1), ("b", 4, 0)]);
-    let before = snapshot(data.path());
+    let (head, cache) = (work.path().join("head"), common::shared_feature_cache());
+    // Two classes of four photos, with a broken JPEG and a text file.
+    let data = common::photo_folder(&[("a", 4), ("b", 4)]);
+    std::fs::write(
+        data.path().join("a/broken0.jpg"),
+        b"\xFF\xD8\xFF\xE0 truncated",
+    )
+    .unwrap();
+    std::fs::write(data.path().join("a/notes0.txt"), "not a photo").unwrap();
+    let before = common::snapshot(data.path());
     let outcome = train_from_folder(&options(data.path(), &head, &cache)).unwrap();
     assert_eq!(outcome.skipped.len(), 1, "{:?}", outcome.skipped);
     assert!(outcome.skipped[0].ends_with("a/broken0.jpg"));
-    assert!(snapshot(data.path()) == before, "the photos were changed");
-    let written = snapshot(&head);
+    assert!(
+        common::snapshot(data.path()) == before,
+        "the photos were changed"
+    );
+    let written = common::snapshot(&head);
 
     // A run that fails (a setting out of range) leaves the previous head as it was.
     let mut bad = options(data.path(), &head, &cache);
     bad.config.batch_size = 0;
     assert!(matches!(train_from_folder(&bad), Err(Error::Training(_))));
-    assert!(snapshot(&head) == written, "the old head was touched");
+    assert!(
+        common::snapshot(&head) == written,
+        "the old head was touched"
+    );
 }

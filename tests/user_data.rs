@@ -6,62 +6,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-/// A flat photo folder in a temporary directory: `(class folder name, photos)`, the photos
-/// taken from the fixture's class of the same index (hat, pants, shoes).
-fn photo_folder(layout: &[(&str, usize)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (i, &(class, photos)) in layout.iter().enumerate() {
-        let source = ["hat", "pants", "shoes"][i % 3];
-        let mut sources: Vec<PathBuf> = std::fs::read_dir(
-            common::repo()
-                .join("tests/fixtures/clothing/train")
-                .join(source),
-        )
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-        sources.sort();
-        let class_dir = dir.path().join(class);
-        std::fs::create_dir_all(&class_dir).unwrap();
-        for n in 0..photos {
-            std::fs::copy(
-                &sources[n % sources.len()],
-                class_dir.join(format!("{n}.jpg")),
-            )
-            .unwrap();
-        }
-    }
-    dir
-}
-
-/// Every file below `dir` (links not followed) with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_dir() {
-                pending.push(entry.path());
-            } else {
-                files.insert(entry.path(), std::fs::read(entry.path()).unwrap());
-            }
-        }
-    }
-    files
-}
 
 /// The feature-cache entries below `cache` (none when it does not exist).
 fn cache_entries(cache: &Path) -> Vec<PathBuf> {
     if !cache.exists() {
         return Vec::new();
     }
-    snapshot(cache).into_keys().collect()
+    common::snapshot(cache).into_keys().collect()
 }
 
 fn train(data: &Path, out: &Path, cache: &Path) -> Output {
@@ -107,17 +61,20 @@ fn expect_refused(data: &Path, out: &Path) -> String {
 
 #[test]
 fn a_folder_of_user_files_is_refused_as_out_and_left_as_it_was() {
-    let data = photo_folder(&[("hat", 4), ("pants", 4)]);
+    let data = common::photo_folder(&[("hat", 4), ("pants", 4)]);
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("thesis");
     std::fs::create_dir_all(out.join("sub")).unwrap();
     std::fs::write(out.join("thesis.txt"), "chapter one\n").unwrap();
     std::fs::write(out.join("sub/data.csv"), "a,b\n1,2\n").unwrap();
-    let before = snapshot(&out);
+    let before = common::snapshot(&out);
 
     let stderr = expect_refused(data.path(), &out);
     assert!(stderr.contains("thesis.txt"), "{stderr}");
-    assert!(snapshot(&out) == before, "the user's files were changed");
+    assert!(
+        common::snapshot(&out) == before,
+        "the user's files were changed"
+    );
 
     // A head folder with one file of the user's added is not pinsight's to replace either.
     let head = work.path().join("head");
@@ -125,16 +82,19 @@ fn a_folder_of_user_files_is_refused_as_out_and_left_as_it_was() {
     let output = train(data.path(), &head, &cache);
     assert!(output.status.success(), "{}", text(&output));
     std::fs::write(head.join("notes.txt"), "my notes").unwrap();
-    let before = snapshot(&head);
+    let before = common::snapshot(&head);
     let stderr = expect_refused(data.path(), &head);
     assert!(stderr.contains("notes.txt"), "{stderr}");
-    assert!(snapshot(&head) == before, "the head folder was changed");
+    assert!(
+        common::snapshot(&head) == before,
+        "the head folder was changed"
+    );
 }
 
 #[test]
 fn the_photos_folder_a_folder_in_it_or_around_it_is_refused_as_out() {
-    let data = photo_folder(&[("hat", 4), ("pants", 4)]);
-    let before = snapshot(data.path());
+    let data = common::photo_folder(&[("hat", 4), ("pants", 4)]);
+    let before = common::snapshot(data.path());
     for out in [
         data.path().to_path_buf(),
         data.path().join("hat"),
@@ -143,14 +103,17 @@ fn the_photos_folder_a_folder_in_it_or_around_it_is_refused_as_out() {
     ] {
         let stderr = expect_refused(data.path(), &out);
         assert!(stderr.contains("photos folder"), "{stderr}");
-        assert!(snapshot(data.path()) == before, "the photos were changed");
+        assert!(
+            common::snapshot(data.path()) == before,
+            "the photos were changed"
+        );
     }
     assert!(!data.path().join("new-head").exists());
 }
 
 #[test]
 fn a_file_as_out_is_refused_before_training() {
-    let data = photo_folder(&[("hat", 4), ("pants", 4)]);
+    let data = common::photo_folder(&[("hat", 4), ("pants", 4)]);
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("head");
     std::fs::write(&file, "not a folder").unwrap();
@@ -162,15 +125,15 @@ fn a_file_as_out_is_refused_before_training() {
 #[test]
 fn a_bad_class_name_is_refused_and_the_previous_head_still_loads() {
     let work = tempfile::tempdir().unwrap();
-    let (head, cache) = (work.path().join("head"), work.path().join("cache"));
-    let good = photo_folder(&[("hat", 4), ("pants", 4)]);
+    let (head, cache) = (work.path().join("head"), common::shared_feature_cache());
+    let good = common::photo_folder(&[("hat", 4), ("pants", 4)]);
     let output = train(good.path(), &head, &cache);
     assert!(output.status.success(), "{}", text(&output));
-    let written = snapshot(&head);
+    let written = common::snapshot(&head);
     let photo = good.path().join("hat/0.jpg");
 
     for bad_name in ["pa\nnts", "   ", "ha\tt"] {
-        let bad = photo_folder(&[("hat", 4), (bad_name, 4)]);
+        let bad = common::photo_folder(&[("hat", 4), (bad_name, 4)]);
         let output = train(bad.path(), &head, &cache);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{}", text(&output));
@@ -179,7 +142,10 @@ fn a_bad_class_name_is_refused_and_the_previous_head_still_loads() {
                 && stderr.contains(&format!("{bad_name:?}")),
             "the error names the folder and the class: {stderr}"
         );
-        assert!(snapshot(&head) == written, "the previous head was changed");
+        assert!(
+            common::snapshot(&head) == written,
+            "the previous head was changed"
+        );
         let classify = common::pinsight()
             .arg("classify")
             .arg("--head")
@@ -191,7 +157,7 @@ fn a_bad_class_name_is_refused_and_the_previous_head_still_loads() {
     }
 
     // Training again into the head folder pinsight wrote replaces it, and nothing else is left.
-    let other = photo_folder(&[("cap", 4), ("trousers", 4)]);
+    let other = common::photo_folder(&[("cap", 4), ("trousers", 4)]);
     let output = train(other.path(), &head, &cache);
     assert!(output.status.success(), "{}", text(&output));
     let labels = std::fs::read_to_string(head.join("labels.txt")).unwrap();
@@ -201,7 +167,7 @@ fn a_bad_class_name_is_refused_and_the_previous_head_still_loads() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["cache", "head"], "leftovers beside the head");
+    assert_eq!(names, ["head"], "leftovers beside the head");
     let classify = common::pinsight()
         .arg("classify")
         .arg("--head")
@@ -228,15 +194,15 @@ fn umask() -> u32 {
 #[test]
 fn eval_takes_a_class_of_one_photo_and_writes_reports_others_can_read() {
     let work = tempfile::tempdir().unwrap();
-    let (head, cache) = (work.path().join("head"), work.path().join("cache"));
+    let (head, cache) = (work.path().join("head"), common::shared_feature_cache());
     let output = train(
-        photo_folder(&[("hat", 4), ("pants", 4)]).path(),
+        common::photo_folder(&[("hat", 4), ("pants", 4)]).path(),
         &head,
         &cache,
     );
     assert!(output.status.success(), "{}", text(&output));
 
-    let photos = photo_folder(&[("hat", 1), ("pants", 5)]);
+    let photos = common::photo_folder(&[("hat", 1), ("pants", 5)]);
     for (split, evaluated) in [("all", 6), ("test", 1)] {
         let (json, png) = (
             work.path().join(format!("{split}.json")),
@@ -268,6 +234,52 @@ fn eval_takes_a_class_of_one_photo_and_writes_reports_others_can_read() {
             );
         }
     }
+
+    // Its own reports it replaces; anything else it refuses before any work, and leaves as it
+    // was.
+    let eval = |json: &Path, png: &Path| {
+        common::pinsight()
+            .arg("eval")
+            .arg(photos.path())
+            .arg("--head")
+            .arg(&head)
+            .args(["--split", "test", "--json"])
+            .arg(json)
+            .arg("--png")
+            .arg(png)
+            .output()
+            .unwrap()
+    };
+    let (json, png) = (work.path().join("test.json"), work.path().join("test.png"));
+    let output = eval(&json, &png);
+    assert!(output.status.success(), "{}", text(&output));
+    let notes = work.path().join("notes.json");
+    std::fs::write(&notes, "{\"mine\": true}\n").unwrap();
+    let picture = work.path().join("holiday.png");
+    std::fs::copy(common::repo().join("samples/coffee.png"), &picture).unwrap();
+    let before = common::snapshot(work.path());
+    for (json, png, named) in [
+        (&notes, &png, &notes),
+        (&json, &picture, &picture),
+        (&json, &json, &json),
+        (&json, &work.path().join("head"), &work.path().join("head")),
+    ] {
+        let output = eval(json, png);
+        assert_eq!(output.status.code(), Some(3), "{}", text(&output));
+        let message = text(&output);
+        assert!(
+            message.contains(&format!("will not write a report to {}", named.display())),
+            "{message}"
+        );
+        assert!(
+            !message.contains("evaluating"),
+            "refused after work: {message}"
+        );
+    }
+    assert!(
+        common::snapshot(work.path()) == before,
+        "a refused eval changed files"
+    );
 }
 
 /// The "(N from the cache, M computed)" counts of `pinsight train`'s output.
@@ -287,7 +299,7 @@ fn cache_counts(output: &Output) -> (u64, u64) {
 fn a_damaged_cache_entry_is_recomputed_not_trusted() {
     let work = tempfile::tempdir().unwrap();
     let cache = work.path().join("cache");
-    let data = photo_folder(&[("hat", 4), ("pants", 4)]);
+    let data = common::photo_folder(&[("hat", 4), ("pants", 4)]);
     let output = train(data.path(), &work.path().join("first"), &cache);
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(cache_counts(&output), (0, 8));

@@ -209,7 +209,7 @@ pub fn check_destination(dir: &Path) -> Result<Destination> {
 /// check it from [`StagedHead::path`], then [`StagedHead::commit`] it. Dropped uncommitted, the
 /// staging folder (holding only the files written here) is removed.
 pub struct StagedHead {
-    staging: tempfile::TempDir,
+    staging: crate::durable::StagingDir,
     target: PathBuf,
 }
 
@@ -226,8 +226,8 @@ pub fn stage_head_dir(
         path: dir.into(),
         reason: e.to_string(),
     };
-    let parent = crate::durable::parent_of(dir);
-    std::fs::create_dir_all(parent).map_err(fail)?;
+    crate::durable::create_dir_all(crate::durable::parent_of(dir)).map_err(fail)?;
+    remove_stale_staging(dir);
     let staging = crate::durable::staging_dir_for(dir, "head").map_err(fail)?;
     let mut meta = meta.clone();
     meta.extra
@@ -277,18 +277,23 @@ impl StagedHead {
         let destination = check_destination(&target)?;
         // From here the staging folder is removed by hand (its four files, then the folder),
         // never by the TempDir's remove_dir_all: after an exchange it holds what was at
-        // `target`.
-        let staging = staging.keep();
+        // `target`. Its lock, and one on the folder it replaces, mark both as in use until the
+        // end, so that another pinsight never takes either for a crash's leftover.
+        let (staging, _staging_lock) = staging.keep();
         let swapped = match destination {
-            Destination::Absent => crate::durable::rename_noreplace(&staging, &target),
-            Destination::Empty | Destination::PinsightHead => {
-                crate::durable::exchange(&staging, &target)
+            Destination::Absent => {
+                crate::durable::rename_noreplace(&staging, &target).map(|()| None)
+            }
+            Destination::Empty | Destination::PinsightHead => crate::durable::lock_dir(&target)
+                .and_then(|lock| crate::durable::exchange(&staging, &target).map(|()| Some(lock))),
+        };
+        let _target_lock = match swapped {
+            Ok(lock) => lock,
+            Err(e) => {
+                remove_head_folder(&staging);
+                return Err(fail(e));
             }
         };
-        if let Err(e) = swapped {
-            remove_head_folder(&staging);
-            return Err(fail(e));
-        }
         crate::durable::sync_dir(crate::durable::parent_of(&target)).map_err(fail)?;
         if destination != Destination::Absent {
             remove_head_folder(&staging);
@@ -304,17 +309,29 @@ pub fn write_head_dir(dir: &Path, onnx: &[u8], labels: &[String], meta: &HeadMet
     stage_head_dir(dir, onnx, labels, meta)?.commit()
 }
 
+/// Removes the staging folders beside `dir` that an earlier `pinsight train` left when it
+/// crashed or lost power: a head it was writing (with the temporary file it was writing, if
+/// any) or the previous head it had swapped out.
+fn remove_stale_staging(dir: &Path) {
+    for (stale, _lock) in crate::durable::stale_staging_dirs(dir, "head") {
+        log::info!("removing {}, left by an earlier run", stale.display());
+        if let Ok(entries) = std::fs::read_dir(&stale) {
+            for entry in entries.flatten() {
+                if crate::durable::is_temporary_name(&entry.file_name()) {
+                    remove_file_we_wrote(&entry.path());
+                }
+            }
+        }
+        remove_head_folder(&stale);
+    }
+}
+
 /// Removes a head folder pinsight wrote (a staged one, or the previous head swapped out): its
 /// four files (regular files only) and then the folder, which fails, leaving it in place with a
 /// warning, if anything else is in it.
 fn remove_head_folder(dir: &Path) {
     for name in HEAD_FILES {
-        let path = dir.join(name);
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file())
-            && let Err(e) = std::fs::remove_file(&path)
-        {
-            log::warn!("cannot remove {}: {e}", path.display());
-        }
+        remove_file_we_wrote(&dir.join(name));
     }
     if let Err(e) = std::fs::remove_dir(dir) {
         log::warn!(
@@ -326,6 +343,16 @@ fn remove_head_folder(dir: &Path) {
             "cannot sync {}: {e}",
             crate::durable::parent_of(dir).display()
         );
+    }
+}
+
+/// Removes `path` if it is a regular file (not a link, a folder or a device).
+fn remove_file_we_wrote(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+        && let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        log::warn!("cannot remove {}: {e}", path.display());
     }
 }
 
@@ -505,5 +532,42 @@ mod tests {
         let link = work.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
         refused(&link, "symbolic link");
+    }
+
+    /// A staging folder as a crash leaves it, with its files and an old modification time.
+    fn left_behind(parent: &Path, name: &str, files: &[&str]) -> PathBuf {
+        let dir = parent.join(name);
+        std::fs::create_dir(&dir).unwrap();
+        for file in files {
+            std::fs::write(dir.join(file), "x").unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::open(&dir)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        dir
+    }
+
+    #[test]
+    fn staging_folders_a_crash_left_are_removed_and_those_in_use_kept() {
+        let work = tempfile::tempdir().unwrap();
+        let (onnx, labels, meta) = a_head();
+        // A head half written, and a previous head swapped out but not yet removed.
+        let half = left_behind(
+            work.path(),
+            ".pinsight-head-aaaaaa",
+            &[ONNX_FILE, ".pinsight-Xy12Zq"],
+        );
+        let swapped_out = left_behind(work.path(), ".pinsight-head-bbbbbb", &HEAD_FILES);
+        // One that another pinsight holds at this moment, and one with a file of the user's.
+        let in_use = left_behind(work.path(), ".pinsight-head-cccccc", &[ONNX_FILE]);
+        let _held = crate::durable::lock_dir(&in_use).unwrap();
+        let foreign = left_behind(work.path(), ".pinsight-head-dddddd", &["notes.txt"]);
+
+        write_head_dir(&work.path().join("head"), &onnx, &labels, &meta).unwrap();
+        assert!(!half.exists() && !swapped_out.exists());
+        assert!(in_use.join(ONNX_FILE).exists());
+        assert!(foreign.join("notes.txt").exists());
     }
 }

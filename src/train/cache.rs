@@ -2,8 +2,10 @@
 //! does not run the backbone again.
 //!
 //! The cache holds one small file per photo and variant ([`Variant`]: the photo or a changed
-//! copy, named by [`Variant::key`]), keyed by the SHA-256 of the photo's bytes (not its name: a renamed photo is still a hit, an edited one is not) under a folder
-//! named by the backbone's SHA-256 (another backbone never reads these features). Files are
+//! copy, named by [`Variant::key`]), keyed by the SHA-256 of the photo's bytes (not its name: a
+//! renamed photo is still a hit, an edited one is not) under a folder named by the backbone's
+//! SHA-256 and the engine that ran it (another backbone, or the other engine, whose features
+//! differ in their last digits, never reads these features). Files are
 //! written through [`crate::durable`] (a temporary name, synced, renamed), so an interrupted
 //! run leaves no partial entry; and each entry carries its own checksum, so one torn or changed
 //! anyway (a disk that lied about a sync, a bit flip, a hand edit) is recomputed, not trusted:
@@ -43,8 +45,12 @@ pub struct Extractor<'a> {
 
 impl<'a> Extractor<'a> {
     pub fn new(backbone: &'a Backbone, cache_root: &Path) -> Result<Extractor<'a>> {
-        let dir = cache_root.join(&backbone.sha256()[..16]);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Write {
+        let dir = cache_root.join(format!(
+            "{}-{}",
+            &backbone.sha256()[..16],
+            backbone.engine()
+        ));
+        crate::durable::create_dir_all(&dir).map_err(|e| Error::Write {
             path: dir.clone(),
             reason: e.to_string(),
         })?;

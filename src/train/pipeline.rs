@@ -438,6 +438,7 @@ impl fmt::Display for Evaluated {
 /// the report as JSON and as a confusion picture.
 pub fn evaluate_folder(options: &EvalOptions) -> Result<Evaluated> {
     let (data, head_dir) = (&options.data, &options.head);
+    crate::train::report::check_report_paths(&options.json, &options.png)?;
     let photos = PhotoSet::scan(data)?;
     let chosen = photos.in_split(options.split);
     if chosen.is_empty() {

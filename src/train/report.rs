@@ -1,12 +1,16 @@
 //! An evaluation report: accuracy, per-class precision/recall/F1, and the confusion matrix as
 //! text, as JSON and as a PNG heat map with the class names.
 //!
-//! The JSON holds the whole matrix. The picture and the text show at most
+//! The JSON holds the matrix as the cells that hold photos (at most one a photo, whatever the
+//! number of classes). The picture and the text show at most
 //! `MAX_SHOWN_CLASSES` (40) classes of it: a head with 1000 classes would draw a picture of
 //! 36164 × 36280 pixels (4 GB of memory) and print lines 4000 characters long. Above that many,
 //! they show the classes that have photos or predictions, and when those are still too many
 //! the most confused of them; the report says so (`shown_classes` and `shown_note` in the JSON,
 //! a line in the text).
+//!
+//! Both files say that pinsight wrote them (the JSON's `"pinsight"` field, the PNG's `Software`
+//! text), and `eval` replaces no file that does not ([`check_report_paths`]).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -20,7 +24,7 @@ use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::Result;
+use crate::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClassScores {
@@ -40,7 +44,8 @@ pub struct EvalReport {
     pub photos: u64,
     pub accuracy: f64,
     pub per_class: Vec<ClassScores>,
-    /// `confusion[truth][predicted]`: photo counts.
+    /// `confusion[truth][predicted]`: photo counts. The JSON holds its cells that hold photos.
+    #[serde(skip)]
     pub confusion: Vec<Vec<u64>>,
     /// The classes the picture and the text's matrix show (all of them up to
     /// `MAX_SHOWN_CLASSES` (40)), in class order.
@@ -49,6 +54,86 @@ pub struct EvalReport {
     pub shown_note: Option<String>,
     #[serde(skip)]
     shown: Vec<usize>,
+}
+
+/// What the JSON report holds besides the report's own fields: who wrote it, and the confusion
+/// matrix's cells that hold photos.
+#[derive(Serialize)]
+struct ReportFile<'a> {
+    pinsight: &'static str,
+    #[serde(flatten)]
+    report: &'a EvalReport,
+    confusion: Vec<Cell<'a>>,
+}
+
+/// A cell of the confusion matrix: how many photos of `truth` were predicted as `predicted`.
+#[derive(Serialize)]
+struct Cell<'a> {
+    truth: &'a str,
+    predicted: &'a str,
+    photos: u64,
+}
+
+/// The `"pinsight"` field of the JSON and the start of the PNG's `Software` text.
+const WRITER: &str = "pinsight";
+
+/// The largest existing file `eval` reads to see whether it wrote it.
+const REPORT_LIMIT: u64 = 64 << 20;
+
+/// Refuses, before any work, report paths that name something `eval` may not replace: anything
+/// but an absent path or a regular file that is a report pinsight wrote (a JSON report with its
+/// `"pinsight"` field, a PNG with its `Software` text), or the same path twice.
+pub fn check_report_paths(json: &Path, png: &Path) -> Result<()> {
+    if json == png {
+        return Err(Error::ReportRefused {
+            path: png.into(),
+            reason: "it is also the JSON report's path: give each report a name of its own".into(),
+        });
+    }
+    check_replaceable(json, "JSON report", is_our_json)?;
+    check_replaceable(png, "confusion picture", is_our_png)
+}
+
+fn check_replaceable(path: &Path, what: &str, ours: fn(&[u8]) -> bool) -> Result<()> {
+    let refuse = |reason: String| Error::ReportRefused {
+        path: path.into(),
+        reason,
+    };
+    let metadata = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(refuse(format!("cannot look at it: {e}"))),
+        Ok(metadata) => metadata,
+    };
+    if !metadata.file_type().is_file() {
+        return Err(refuse(
+            "it exists and is not a regular file: name a new file for the report".into(),
+        ));
+    }
+    let written_by_pinsight =
+        crate::decode::read_regular_file(path, REPORT_LIMIT, what).is_ok_and(|bytes| ours(&bytes));
+    if written_by_pinsight {
+        Ok(())
+    } else {
+        Err(refuse(format!(
+            "it exists and is not a {what} pinsight wrote, and pinsight only replaces its own: \
+             name a new file, or move it away"
+        )))
+    }
+}
+
+fn is_our_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .is_ok_and(|v| v.get(WRITER).is_some_and(serde_json::Value::is_string))
+}
+
+fn is_our_png(bytes: &[u8]) -> bool {
+    png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .is_ok_and(|reader| {
+            reader.info().uncompressed_latin1_text.iter().any(|chunk| {
+                chunk.keyword == "Software" && chunk.text.starts_with(&format!("{WRITER} "))
+            })
+        })
 }
 
 /// The most classes the confusion picture and the text's matrix show: 40 make a picture of
@@ -284,18 +369,59 @@ impl EvalReport {
         canvas.0
     }
 
-    /// Writes the JSON report and the PNG heat map, each through a temporary file and a rename.
-    pub fn write(&self, json: &Path, png: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).expect("report serialises") + "\n";
-        crate::durable::write(json, text.as_bytes())?;
+    /// The JSON report: the report's fields, the confusion matrix's cells that hold photos,
+    /// and the `"pinsight"` field that marks it as pinsight's.
+    pub fn json(&self) -> String {
+        let confusion = self
+            .confusion
+            .iter()
+            .enumerate()
+            .flat_map(|(t, row)| {
+                row.iter()
+                    .enumerate()
+                    .filter(|&(_, &photos)| photos > 0)
+                    .map(move |(p, &photos)| Cell {
+                        truth: &self.classes[t],
+                        predicted: &self.classes[p],
+                        photos,
+                    })
+            })
+            .collect();
+        let file = ReportFile {
+            pinsight: env!("CARGO_PKG_VERSION"),
+            report: self,
+            confusion,
+        };
+        serde_json::to_string_pretty(&file).expect("report serialises") + "\n"
+    }
+
+    /// The heat map as PNG bytes, with a `Software` text that marks it as pinsight's.
+    pub fn png(&self) -> Vec<u8> {
+        let picture = self.heat_map();
         let mut bytes = Vec::new();
-        self.heat_map()
-            .write_to(
-                &mut std::io::Cursor::new(&mut bytes),
-                image::ImageFormat::Png,
+        let mut encoder = png::Encoder::new(&mut bytes, picture.width(), picture.height());
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder
+            .add_text_chunk(
+                "Software".into(),
+                format!("{WRITER} {}", env!("CARGO_PKG_VERSION")),
             )
+            .expect("a Latin-1 keyword and text");
+        let mut writer = encoder.write_header().expect("encoding a PNG in memory");
+        writer
+            .write_image_data(picture.as_raw())
             .expect("encoding a PNG in memory");
-        crate::durable::write(png, &bytes)
+        writer.finish().expect("encoding a PNG in memory");
+        bytes
+    }
+
+    /// Writes the JSON report and the PNG heat map, each through a temporary file and a rename,
+    /// after checking again that neither path holds a file pinsight did not write.
+    pub fn write(&self, json: &Path, png: &Path) -> Result<()> {
+        check_report_paths(json, png)?;
+        crate::durable::write(json, self.json().as_bytes())?;
+        crate::durable::write(png, &self.png())
     }
 }
 
@@ -423,5 +549,60 @@ mod tests {
             image.get_pixel(name_width + 36 + 2, top + 36 + 2).0,
             [255, 255, 255]
         );
+    }
+
+    #[test]
+    fn the_json_holds_the_cells_with_photos_and_both_files_say_who_wrote_them() {
+        let classes: Vec<String> = (0..1000).map(|c| format!("class {c}")).collect();
+        let report = EvalReport::from_pairs(&classes, &[(3, 3), (3, 3), (3, 7), (9, 3)]);
+        let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+        assert_eq!(json["pinsight"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(
+            json["confusion"],
+            serde_json::json!([
+                {"truth": "class 3", "predicted": "class 3", "photos": 2},
+                {"truth": "class 3", "predicted": "class 7", "photos": 1},
+                {"truth": "class 9", "predicted": "class 3", "photos": 1},
+            ])
+        );
+        assert!(is_our_json(report.json().as_bytes()));
+        assert!(is_our_png(&report.png()));
+        let picture = image::load_from_memory(&report.png()).unwrap();
+        assert_eq!(picture.to_rgb8(), report.heat_map());
+
+        assert!(!is_our_json(b"{\"mine\": 1}"));
+        let mut plain = Vec::new();
+        report
+            .heat_map()
+            .write_to(
+                &mut std::io::Cursor::new(&mut plain),
+                image::ImageFormat::Png,
+            )
+            .unwrap();
+        assert!(!is_our_png(&plain));
+    }
+
+    #[test]
+    fn only_absent_paths_and_pinsights_own_reports_are_replaced() {
+        let work = tempfile::tempdir().unwrap();
+        let (json, png) = (work.path().join("r.json"), work.path().join("r.png"));
+        check_report_paths(&json, &png).unwrap();
+        let report = EvalReport::from_pairs(&["a".into(), "b".into()], &[(0, 1)]);
+        report.write(&json, &png).unwrap();
+        report.write(&json, &png).unwrap();
+        let refused = |json: &Path, png: &Path, why: &str| match check_report_paths(json, png) {
+            Err(Error::ReportRefused { reason, .. }) => assert!(reason.contains(why), "{reason}"),
+            other => panic!("{} / {}: {other:?}", json.display(), png.display()),
+        };
+        refused(&json, &json, "also the JSON report's path");
+        refused(work.path(), &png, "not a regular file");
+        let mine = work.path().join("mine.json");
+        std::fs::write(&mine, "[1, 2]").unwrap();
+        refused(&mine, &png, "not a JSON report pinsight wrote");
+        refused(&json, &mine, "not a confusion picture pinsight wrote");
+        let link = work.path().join("link.json");
+        std::os::unix::fs::symlink(&json, &link).unwrap();
+        refused(&link, &png, "not a regular file");
+        assert_eq!(std::fs::read_to_string(&mine).unwrap(), "[1, 2]");
     }
 }

@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests: paths into the repository, one loaded classifier
-//! per test binary, and the `pinsight` binary behind the cross-testing runner.
+//! per test binary, the `pinsight` binary behind the cross-testing runner, photo folders made
+//! from the clothing fixture, and a feature cache the training tests share.
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -52,4 +54,57 @@ pub fn pinsight() -> Command {
         .env_remove("PINSIGHT_BACKBONE")
         .env_remove("PINSIGHT_HEAD");
     command
+}
+
+/// A flat photo folder in a temporary directory: `(class folder name, photos)`, the photos
+/// copied, in name order, from the clothing fixture's class of the same index (hat, pants,
+/// shoes, then hat again).
+pub fn photo_folder(layout: &[(&str, usize)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, &(class, photos)) in layout.iter().enumerate() {
+        let source = ["hat", "pants", "shoes"][i % 3];
+        let mut sources: Vec<PathBuf> =
+            std::fs::read_dir(repo().join("tests/fixtures/clothing/train").join(source))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+        sources.sort();
+        let class_dir = dir.path().join(class);
+        std::fs::create_dir_all(&class_dir).unwrap();
+        for n in 0..photos {
+            std::fs::copy(
+                &sources[n % sources.len()],
+                class_dir.join(format!("{n}.jpg")),
+            )
+            .unwrap();
+        }
+    }
+    dir
+}
+
+/// Every file below `dir` (links not followed) with its bytes, to prove a folder was left as
+/// it was.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else {
+                files.insert(entry.path(), std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// A feature cache shared by every test of this build target that does not count cache hits
+/// or damage entries: the first test that trains on a fixture photo computes its features and
+/// the others read them. Under QEMU the backbone is most of a training test's time. Entries are
+/// written atomically and checked when read, so tests that run at once may share it.
+pub fn shared_feature_cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("feature-cache-{}", env!("PINSIGHT_BUILD_TARGET")))
 }
