@@ -22,11 +22,12 @@ use crate::frame::{Converter, Frame, PixelFormat};
 use crate::model::{Classifier, Engine};
 use crate::preprocess::Preprocessor;
 
-/// The backbones the report measures when none is named: the int8 file pinsight runs by
-/// default, then the float file it was quantised from.
+/// The backbones the report measures when none is named, in the bundled models folder
+/// ([`crate::config::bundled_models`]): the int8 file pinsight runs by default, then the float
+/// file it was quantised from.
 pub const BUNDLED_BACKBONES: [&str; 2] = [
-    "models/efficientnet-lite0/backbone-int8.onnx",
-    "models/efficientnet-lite0/backbone-float.onnx",
+    "efficientnet-lite0/backbone-int8.onnx",
+    "efficientnet-lite0/backbone-float.onnx",
 ];
 
 /// The frame sizes the frame-conversion table measures.
@@ -141,7 +142,8 @@ pub fn run(args: &BenchOptions) -> Result<(), BenchError> {
     }
     frame_table(&mut out, &photo, runs)?;
     let backbones = if args.backbones.is_empty() {
-        BUNDLED_BACKBONES.iter().map(PathBuf::from).collect()
+        let models = crate::config::bundled_models();
+        BUNDLED_BACKBONES.iter().map(|b| models.join(b)).collect()
     } else {
         args.backbones.clone()
     };

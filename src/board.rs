@@ -178,11 +178,16 @@ pub enum Bias {
 
 /// Reads the deployment config at `path` and the board profile it names, and resolves them.
 pub fn load(path: &Path) -> Result<Deployment> {
+    from_table(path, read_table(path, "a deployment config")?)
+}
+
+/// Resolves a deployment read from the file at `path` (for messages, and the folder that a
+/// board file's path is relative to): the board profile it names, laid under it.
+pub fn from_table(path: &Path, deployment: toml::Table) -> Result<Deployment> {
     let bad = |reason: String| Error::Config {
         path: path.to_path_buf(),
         reason,
     };
-    let deployment = read_table(path, "a deployment config")?;
     // A mistake in [gpio] or [pins] is the board file's unless the deployment sets them too.
     let sets_board_keys = deployment.contains_key("gpio") || deployment.contains_key("pins");
     let board_name = match deployment.get("board") {
@@ -231,7 +236,7 @@ fn board_profile(name: &str, config: &Path) -> Result<(PathBuf, toml::Table)> {
 
 /// Reads a TOML file (`what`: "a board file") as a table: a regular file of at most
 /// [`MAX_CONFIG_BYTES`] of UTF-8, whose content no error quotes.
-fn read_table(path: &Path, what: &str) -> Result<toml::Table> {
+pub(crate) fn read_table(path: &Path, what: &str) -> Result<toml::Table> {
     let bytes = crate::decode::read_regular_file(path, MAX_CONFIG_BYTES, what)?;
     let text = String::from_utf8(bytes).map_err(|e| Error::Config {
         path: path.into(),

@@ -15,17 +15,13 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use pinsight::bench::BenchOptions;
+use pinsight::config::{ModelSettings, RunSettings};
 use pinsight::frame::PixelFormat;
 use pinsight::model::Engine;
-use pinsight::run::{CameraSettings, ClassifyConfig, ModelFiles, RunConfig, RunMode};
+use pinsight::run::{ClassifyConfig, ModelFiles, RunConfig, RunMode};
 use pinsight::train::{
     ClassWeights, EvalOptions, HeadKind, Optimizer, Split, TrainConfig, TrainOptions,
 };
-
-/// The bundled backbone, the default for every subcommand that loads one.
-const BACKBONE: &str = "models/efficientnet-lite0/backbone-int8.onnx";
-/// The bundled ImageNet head.
-const HEAD: &str = "models/imagenet";
 
 /// The command line, with `--version` naming the CPU features the int8 kernels were chosen for.
 pub fn parse() -> Cli {
@@ -77,8 +73,33 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct ConfigArgs {
-    /// The deployment config (board/README.md).
+    /// The config file (board/README.md).
     pub config: PathBuf,
+    /// Check against this head folder instead of the config's (or the bundled one).
+    #[arg(long, env = "PINSIGHT_HEAD")]
+    head: Option<PathBuf>,
+    /// Check against this backbone instead of the config's (or the bundled one).
+    #[arg(long, env = "PINSIGHT_BACKBONE")]
+    backbone: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// The run the config file describes, with `--head` and `--backbone` over its own.
+    pub fn resolve(self) -> pinsight::Result<RunConfig> {
+        let file = pinsight::config::load(&self.config)?;
+        let model = ModelSettings {
+            backbone: self.backbone,
+            head: self.head,
+            engine: None,
+        };
+        Ok(pinsight::config::resolve_run(
+            Some(file),
+            model,
+            RunSettings::default(),
+            None,
+            Duration::ZERO,
+        ))
+    }
 }
 
 /// Which engine runs the backbone.
@@ -104,30 +125,37 @@ impl From<EngineArg> for Engine {
 
 #[derive(Args)]
 struct BackboneArgs {
-    /// The backbone ONNX file; its folder holds the SHA256SUMS that it is checked against.
-    #[arg(long, env = "PINSIGHT_BACKBONE", default_value = BACKBONE)]
-    backbone: PathBuf,
-    /// What runs the backbone.
-    #[arg(long, value_enum, default_value_t = EngineArg::Auto)]
-    engine: EngineArg,
+    /// The backbone ONNX file; its folder holds the SHA256SUMS that it is checked against
+    /// [default: the bundled EfficientNet-Lite0 int8 file, beside the binary].
+    #[arg(long, env = "PINSIGHT_BACKBONE")]
+    backbone: Option<PathBuf>,
+    /// What runs the backbone [default: auto].
+    #[arg(long, value_enum)]
+    engine: Option<EngineArg>,
 }
 
 #[derive(Args)]
 struct ModelArgs {
     #[command(flatten)]
     backbone: BackboneArgs,
-    /// The head folder: head.onnx, labels.txt, head.json and SHA256SUMS.
-    #[arg(long, env = "PINSIGHT_HEAD", default_value = HEAD)]
-    head: PathBuf,
+    /// The head folder: head.onnx, labels.txt, head.json and SHA256SUMS [default: the bundled
+    /// ImageNet head, beside the binary].
+    #[arg(long, env = "PINSIGHT_HEAD")]
+    head: Option<PathBuf>,
 }
 
 impl ModelArgs {
-    fn resolve(self) -> ModelFiles {
-        ModelFiles {
+    fn settings(self) -> ModelSettings {
+        ModelSettings {
             backbone: self.backbone.backbone,
             head: self.head,
-            engine: self.backbone.engine.into(),
+            engine: self.backbone.engine.map(Engine::from),
         }
+    }
+
+    /// The model files, with the bundled ones for what the command line leaves out.
+    fn resolve(self) -> ModelFiles {
+        pinsight::config::resolve_model(self.settings(), ModelSettings::default())
     }
 }
 
@@ -165,46 +193,48 @@ enum ModeArg {
     Triggered,
 }
 
+/// `pinsight run`. Each option overrides the config file's key of the same name (`[run]`,
+/// `[model]`); what neither sets takes the default shown.
 #[derive(Args)]
 pub struct RunArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// A V4L2 camera (/dev/videoN), a folder of images, a glob pattern or an image file
-    /// [default: the deployment config's camera, else /dev/video0].
-    #[arg(long)]
-    source: Option<String>,
-    /// A deployment config (board/README.md): the board, the trigger and the output pins.
+    /// The config file (board/README.md): model, run settings, board, trigger and output pins.
     #[arg(long, env = "PINSIGHT_CONFIG")]
     config: Option<PathBuf>,
-    /// What asks for a result.
-    #[arg(long, value_enum, default_value_t = ModeArg::Continuous)]
-    mode: ModeArg,
+    /// A V4L2 camera (/dev/videoN), a folder of images, a glob pattern or an image file
+    /// [default: the board's camera, else /dev/video0].
+    #[arg(long)]
+    source: Option<String>,
+    /// What asks for a result [default: continuous].
+    #[arg(long, value_enum)]
+    mode: Option<ModeArg>,
     /// Stop after this many results, 1 or more (default: run until the source ends or a
     /// signal).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     frames: Option<u64>,
     /// Classify at most this many frames a second (0.001, one every 16 minutes 40 seconds, to
-    /// 1000).
+    /// 1000) [default: as fast as frames come].
     #[arg(long, value_parser = fps)]
     fps: Option<f64>,
     /// The smoothed probability the best class needs to be reported as the result's label (0
-    /// to 1).
-    #[arg(long, default_value_t = 0.5, value_parser = probability)]
-    threshold: f32,
+    /// to 1) [default: 0.5].
+    #[arg(long, value_parser = probability)]
+    threshold: Option<f32>,
     /// Average the probabilities of this many frames, 1 to 100 [default: 3 for a camera, 1 for
     /// files].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=100))]
     smooth: Option<u16>,
-    /// How many labels each result lists (1 to 1000).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    top: u16,
+    /// How many labels each result lists (1 to 1000) [default: 3].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    top: Option<u16>,
     /// Camera: the frame size to ask for, each side 1 to 16384 pixels (the driver picks the
-    /// nearest it has).
-    #[arg(long, default_value = "640x480", value_parser = frame_size)]
-    size: (u32, u32),
+    /// nearest it has) [default: 640x480].
+    #[arg(long, value_parser = pinsight::config::parse_size)]
+    size: Option<(u32, u32)>,
     /// Camera: the pixel format to insist on (YUYV, NV12, RGB3, BGR3, GREY, MJPG) [default: the
     /// cheapest to convert that the camera offers].
-    #[arg(long, value_parser = pixel_format)]
+    #[arg(long, value_parser = pinsight::config::parse_format)]
     format: Option<PixelFormat>,
     /// After the loop ends, keep the output lines at their safe levels this many milliseconds
     /// before exiting. Once pinsight exits the kernel releases the lines, and what a released
@@ -216,28 +246,33 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    pub fn resolve(self) -> RunConfig {
-        let (width, height) = self.size;
-        RunConfig {
-            model: self.model.resolve(),
+    /// The run asked for: these options over the config file's, over the defaults.
+    pub fn resolve(self) -> pinsight::Result<RunConfig> {
+        let file = self
+            .config
+            .as_deref()
+            .map(pinsight::config::load)
+            .transpose()?;
+        let run = RunSettings {
             source: self.source,
-            deployment: self.config,
-            mode: match self.mode {
+            mode: self.mode.map(|mode| match mode {
                 ModeArg::Continuous => RunMode::Continuous,
                 ModeArg::Triggered => RunMode::Triggered,
-            },
-            camera: CameraSettings {
-                width,
-                height,
-                format: self.format,
-            },
-            frames: self.frames,
-            max_fps: self.fps,
-            top: self.top.into(),
+            }),
+            size: self.size,
+            format: self.format,
+            fps: self.fps,
             threshold: self.threshold,
-            smooth: self.smooth.map(usize::from),
-            hold_safe: Duration::from_millis(self.hold_safe_ms),
-        }
+            smooth: self.smooth,
+            top: self.top,
+        };
+        Ok(pinsight::config::resolve_run(
+            file,
+            self.model.settings(),
+            run,
+            self.frames,
+            Duration::from_millis(self.hold_safe_ms),
+        ))
     }
 }
 
@@ -339,8 +374,10 @@ impl TrainArgs {
         TrainOptions {
             data: self.data,
             out: self.out,
-            backbone: self.backbone.backbone,
-            engine: self.backbone.engine.into(),
+            backbone: self.backbone.backbone.unwrap_or_else(|| {
+                pinsight::config::bundled_models().join(pinsight::config::BUNDLED_BACKBONE)
+            }),
+            engine: self.backbone.engine.map_or(Engine::Auto, Engine::from),
             cache: self
                 .cache
                 .unwrap_or_else(pinsight::train::default_cache_dir),
@@ -407,9 +444,9 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = EngineArg::Auto)]
     engine: EngineArg,
     /// The head folder run on every backbone's features (ImageNet's works with both bundled
-    /// backbones).
-    #[arg(long, env = "PINSIGHT_HEAD", default_value = HEAD)]
-    head: PathBuf,
+    /// backbones) [default: the bundled ImageNet head].
+    #[arg(long, env = "PINSIGHT_HEAD")]
+    head: Option<PathBuf>,
     /// Timed runs of each measurement, after one warm-up run. For a model the warm-up is its
     /// first inference, which counts in the model-ready time: a model runs RUNS + 1 times.
     /// 1 to 10000.
@@ -430,7 +467,9 @@ impl BenchArgs {
         BenchOptions {
             backbones: self.backbone,
             engine: self.engine.into(),
-            head: self.head,
+            head: self.head.unwrap_or_else(|| {
+                pinsight::config::bundled_models().join(pinsight::config::BUNDLED_HEAD)
+            }),
             runs: self.runs.into(),
             photo: self.photo,
             model_only: self.model_only,
@@ -460,11 +499,13 @@ where
 }
 
 fn fps(text: &str) -> Result<f64, String> {
-    number_in(text, 0.001, false, 1000.0)
+    let (least, most) = pinsight::config::FPS;
+    number_in(text, least, false, most)
 }
 
 fn probability(text: &str) -> Result<f32, String> {
-    number_in(text, 0.0, false, 1.0)
+    let (least, most) = pinsight::config::THRESHOLD;
+    number_in(text, least, false, most)
 }
 
 fn dropout(text: &str) -> Result<f32, String> {
@@ -477,31 +518,4 @@ fn learning_rate(text: &str) -> Result<f32, String> {
 
 fn weight_decay(text: &str) -> Result<f32, String> {
     number_in(text, 0.0, false, 1.0)
-}
-
-fn frame_size(text: &str) -> Result<(u32, u32), String> {
-    let parsed = text
-        .split_once('x')
-        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
-    let most = pinsight::decode::MAX_SIDE;
-    match parsed {
-        Some((width, height)) if (1..=most).contains(&width) && (1..=most).contains(&height) => {
-            Ok((width, height))
-        }
-        Some(_) => Err(format!(
-            "{text} is out of range: each side must be 1 to {most} pixels"
-        )),
-        None => Err(format!("{text:?} is not a size like 640x480")),
-    }
-}
-
-fn pixel_format(text: &str) -> Result<PixelFormat, String> {
-    let code: [u8; 4] = text
-        .to_ascii_uppercase()
-        .into_bytes()
-        .try_into()
-        .map_err(|_| format!("{text:?} is not a four-letter code"))?;
-    PixelFormat::from_fourcc(&code).ok_or_else(|| {
-        format!("pinsight does not read {text:?}: use YUYV, NV12, RGB3, BGR3, GREY or MJPG")
-    })
 }

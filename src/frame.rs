@@ -36,6 +36,12 @@ pub enum PixelFormat {
     Encoded,
 }
 
+impl serde::Serialize for PixelFormat {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.fourcc())
+    }
+}
+
 impl PixelFormat {
     /// The V4L2 four-character code, as `v4l2-ctl --list-formats` prints it.
     pub fn fourcc(self) -> &'static str {

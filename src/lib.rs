@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod board;
 pub mod checksum;
+pub mod config;
 pub mod decide;
 pub mod decode;
 pub mod durable;

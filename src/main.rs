@@ -37,11 +37,14 @@ fn run(command: Command, stdout: &mut impl Write) -> Result<()> {
             })
             .context("classify")
         }
-        Command::Run(args) => pinsight::run::run(&args.resolve(), |result| {
-            pinsight::run::print_json_line(&mut *stdout, result)
-        })
-        .map(drop)
-        .context("run"),
+        Command::Run(args) => {
+            let config = args.resolve().context("run")?;
+            pinsight::run::run(&config, |result| {
+                pinsight::run::print_json_line(&mut *stdout, result)
+            })
+            .map(drop)
+            .context("run")
+        }
         Command::Train(args) => {
             let trained = pinsight::train::train_from_folder(&args.resolve()).context("train")?;
             write!(stdout, "{trained}")?;
@@ -54,8 +57,10 @@ fn run(command: Command, stdout: &mut impl Write) -> Result<()> {
         }
         Command::Bench(args) => pinsight::bench::run(&args.resolve()).context("bench"),
         Command::Config(args) => {
-            let deployment = pinsight::board::load(&args.config).context("config")?;
-            serde_json::to_writer_pretty(&mut *stdout, &deployment)?;
+            let config = args.resolve().context("config")?;
+            let classes = pinsight::config::check(&config).context("config")?;
+            log::info!("the head has {} classes", classes.len());
+            serde_json::to_writer_pretty(&mut *stdout, &config)?;
             writeln!(stdout)?;
             Ok(stdout.flush()?)
         }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::path::PathBuf;
+
 use serde_json::Value;
 
 #[test]
@@ -69,21 +71,63 @@ fn classify_prints_a_table_by_default() {
         stdout.lines().nth(1).unwrap().ends_with("%  espresso"),
         "{stdout}"
     );
+
+    // From another working directory, the bundled models are still found.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = common::pinsight()
+        .arg("classify")
+        .arg(common::repo().join("samples/coffee.png"))
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.lines().nth(1).unwrap().ends_with("%  espresso"),
+        "{stdout}"
+    );
 }
 
 #[test]
-fn config_resolves_the_example_deployment_and_refuses_a_broken_one() {
+fn config_resolves_the_starter_config_from_anywhere_and_refuses_a_broken_one() {
+    // From another working directory: the bundled models are found beside the binary.
+    let elsewhere = tempfile::tempdir().unwrap();
     let output = common::pinsight()
-        .args(["config", "board/examples/door.toml"])
+        .arg("config")
+        .arg(common::repo().join("board/examples/pinsight.toml"))
+        .current_dir(elsewhere.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let resolved: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(resolved["board"], "raspberry-pi-4");
-    assert_eq!(resolved["chip"], "pinctrl-bcm2711");
+    assert_eq!(
+        resolved["model"]["head"].as_str().map(PathBuf::from),
+        Some(common::imagenet_head())
+    );
+    assert_eq!(resolved["mode"], "triggered");
+    assert_eq!(resolved["source"], "/dev/video0", "the board's camera");
+    assert_eq!(resolved["deployment"]["board"], "raspberry-pi-4");
+    assert_eq!(resolved["deployment"]["chip"], "pinctrl-bcm2711");
     // pin11 on a Raspberry Pi header is GPIO17.
-    assert_eq!(resolved["trigger"]["line"]["offset"], 17);
+    assert_eq!(resolved["deployment"]["trigger"]["line"]["offset"], 17);
+
+    // A command-line head overrides the config's; door.toml names classes ImageNet lacks.
+    let output = common::pinsight()
+        .args(["config", "board/examples/door.toml", "--head"])
+        .arg(common::imagenet_head())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("names class \"dog\", which the head does not have"),
+        "{stderr}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("twice.toml");

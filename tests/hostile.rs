@@ -722,6 +722,11 @@ fn config_values_out_of_range_are_refused_with_the_key_named() {
         ),
         ("[gpio]\nlines = 0\n", "gpio.lines = 0", "1 to 4096"),
         ("[pins]\nled = 99999\n", "pins.led = 99999", "0 to 4095"),
+        ("[run]\nfps = 1e-20\n", "[run] fps", "0.001 to 1000"),
+        ("[run]\nsmooth = 1000000\n", "[run] smooth", "1 to 100"),
+        ("[run]\ntop = 0\n", "[run] top", "1 to 1000"),
+        ("[run]\nthreshold = -0.5\n", "[run] threshold", "0 to 1"),
+        ("[run]\nsize = \"99999x1\"\n", "[run] size", "1 to 16384"),
     ];
     for (text, key, range) in cases {
         std::fs::write(&config, format!("{board}{text}")).unwrap();
@@ -747,7 +752,7 @@ fn config_values_out_of_range_are_refused_with_the_key_named() {
     let outcome = pinsight([OsStr::new("config"), config.as_os_str()]);
     outcome.assert_code(0);
     let resolved: serde_json::Value = serde_json::from_slice(&outcome.stdout).unwrap();
-    assert_eq!(resolved["trigger"]["burst"], 100);
+    assert_eq!(resolved["deployment"]["trigger"]["burst"], 100);
 }
 
 // ---------------------------------------------------------------------------------------------

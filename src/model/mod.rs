@@ -42,7 +42,8 @@ use tract::{Plan, expect_shape};
 const INPUT_SHAPE: [usize; 4] = [1, 3, INPUT_SIDE as usize, INPUT_SIDE as usize];
 
 /// Which engine runs the backbone.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Engine {
     /// The default: on x86_64 and aarch64, pinsight's int8 executor ([`int8`]) when the
     /// backbone is an int8 QDQ model it can read, tract otherwise. There the int8 executor is

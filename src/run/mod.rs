@@ -21,7 +21,7 @@ pub use pipeline::{
     Decided, Mode, RunOptions, RunSummary, StageTimes, TriggerReport, millis, run_loop,
 };
 
-use crate::board::{self, Deployment};
+use crate::board::Deployment;
 use crate::frame::PixelFormat;
 use crate::gpio::cdev::Chip;
 use crate::gpio::{self, NoOutputs, Outputs, Presses, Signals, Trigger};
@@ -31,7 +31,7 @@ use crate::source::{Camera, CameraConfig, Files, FrameSource};
 use crate::{Error, Result};
 
 /// The model files and the engine that runs the backbone.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ModelFiles {
     pub backbone: PathBuf,
     pub head: PathBuf,
@@ -54,7 +54,8 @@ impl ModelFiles {
 }
 
 /// What asks the loop for a result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RunMode {
     /// Frame after frame.
     Continuous,
@@ -63,7 +64,7 @@ pub enum RunMode {
 }
 
 /// What to ask a camera for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct CameraSettings {
     /// The driver picks the nearest size it has.
     pub width: u32,
@@ -72,20 +73,23 @@ pub struct CameraSettings {
     pub format: Option<PixelFormat>,
 }
 
-/// Everything `pinsight run` is told.
-#[derive(Debug, Clone)]
+/// Everything `pinsight run` is told: the command line over the config file over the
+/// defaults ([`crate::config::resolve_run`]). Serialised, it is what `pinsight config` prints.
+#[derive(Debug, Clone, Serialize)]
 pub struct RunConfig {
     pub model: ModelFiles,
-    /// A camera (`/dev/…`), a folder, a glob pattern or a file; `None`: the deployment's
-    /// camera, else /dev/video0.
-    pub source: Option<String>,
-    /// The deployment config: board, trigger, outputs.
-    pub deployment: Option<PathBuf>,
+    /// A camera (`/dev/…`), a folder, a glob pattern or a file.
+    pub source: String,
+    /// The config file, for messages.
+    pub config: Option<PathBuf>,
+    /// The board, trigger and outputs of the config file.
+    pub deployment: Option<Deployment>,
     pub mode: RunMode,
     pub camera: CameraSettings,
     /// Stop after this many results.
     pub frames: Option<u64>,
     /// Classify at most this many frames a second.
+    #[serde(rename = "fps")]
     pub max_fps: Option<f64>,
     /// Labels each result lists.
     pub top: usize,
@@ -94,6 +98,7 @@ pub struct RunConfig {
     /// Frames averaged; `None`: 3 for a camera, 1 for files.
     pub smooth: Option<usize>,
     /// How long the outputs stay requested at their safe levels after the loop.
+    #[serde(skip)]
     pub hold_safe: Duration,
 }
 
@@ -103,15 +108,15 @@ pub fn run(
     config: &RunConfig,
     report: impl FnMut(&Decided) -> io::Result<()>,
 ) -> Result<RunSummary> {
-    let deployment = config.deployment.as_deref().map(board::load).transpose()?;
+    let deployment = config.deployment.clone();
     let trigger = match (config.mode, &deployment) {
         (RunMode::Continuous, _) => None,
         (RunMode::Triggered, Some(deployment)) => match &deployment.trigger {
             Some(trigger) => Some(trigger.clone()),
             None => {
                 return Err(Error::Config {
-                    path: config.deployment.clone().unwrap_or_default(),
-                    reason: "--mode triggered needs a [trigger] in the deployment config".into(),
+                    path: config.config.clone().unwrap_or_default(),
+                    reason: "--mode triggered needs a [trigger] in the config file".into(),
                 });
             }
         },
@@ -137,9 +142,9 @@ pub fn run(
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone(), Arc::downgrade(&signals))?;
 
-    let (mut source, is_camera) = open_source(config, deployment.as_ref())?;
+    let (mut source, is_camera) = open_source(config)?;
     let classifier = config.model.load()?;
-    if let (Some(deployment), Some(path)) = (&deployment, &config.deployment) {
+    if let (Some(deployment), Some(path)) = (&deployment, &config.config) {
         deployment
             .check_labels(classifier.labels())
             .map_err(|reason| Error::Config {
@@ -195,17 +200,10 @@ pub fn run(
 }
 
 /// The frame source the config names, and whether it is a camera.
-fn open_source(
-    config: &RunConfig,
-    deployment: Option<&Deployment>,
-) -> Result<(Box<dyn FrameSource>, bool)> {
-    let name = config
-        .source
-        .clone()
-        .or_else(|| Some(deployment?.camera.as_ref()?.display().to_string()))
-        .unwrap_or_else(|| "/dev/video0".into());
+fn open_source(config: &RunConfig) -> Result<(Box<dyn FrameSource>, bool)> {
+    let name = &config.source;
     if !name.starts_with("/dev/") {
-        return Ok((Box::new(Files::open(&name)?), false));
+        return Ok((Box::new(Files::open(name)?), false));
     }
     let camera = Camera::open(CameraConfig {
         device: name.into(),

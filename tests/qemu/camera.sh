@@ -6,6 +6,9 @@
 #     running and produces results again once the camera is back.
 set -u
 export RUST_LOG=info
+# The models are in /work/models, not beside the binary as a package installs them.
+export PINSIGHT_BACKBONE=/work/models/efficientnet-lite0/backbone-int8.onnx
+export PINSIGHT_HEAD=/work/models/imagenet
 fail() { echo "camera: FAIL: $*"; exit 1; }
 lines() { n=$(grep -c '"frame":' "$1" 2>/dev/null) || true; echo "${n:-0}"; }
 

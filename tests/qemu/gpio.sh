@@ -12,6 +12,9 @@
 #  5. a user without access to /dev/gpiochip* is told which device and how to fix it.
 set -u
 export RUST_LOG=info
+# The models are in /work/models, not beside the binary as a package installs them.
+export PINSIGHT_BACKBONE=/work/models/efficientnet-lite0/backbone-int8.onnx
+export PINSIGHT_HEAD=/work/models/imagenet
 fail() {
     echo "gpio: FAIL: $*"
     for log in /tmp/gpio.log /tmp/gpio.jsonl; do [ ! -s $log ] || { echo "-- $log"; cat $log; }; done
