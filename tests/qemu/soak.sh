@@ -4,10 +4,11 @@
 # as /bin/pinsight). One run of pinsight; for each cycle vivid is unbound (the camera vanishes),
 # left away SOAK_UNPLUGGED_S seconds and bound again: pinsight must log the loss and the return,
 # keep running, and produce two results after each return (the first may be a frame taken before
-# the unplug). Its VmRSS, VmHWM and open file descriptors are sampled after its first results,
-# after each cycle and after the last one; then SIGTERM, and it must exit 0. Every frame the
-# camera delivered must be accounted for: on each result line, the lines so far + skipped +
-# dropped = frame + 1 (frames count from 0).
+# the unplug). Its VmRSS, VmHWM, open file descriptors and mappings of the video device (the
+# capture buffers, which a stream not torn down would leave behind without a descriptor) are
+# sampled after its first results, after each cycle and after the last one; then SIGTERM, and it
+# must exit 0. Every frame the camera delivered must be accounted for: on each result line, the
+# lines so far + skipped + dropped = frame + 1 (frames count from 0).
 #
 # Settings, from /work/soak.conf when present (scripts/soak writes it):
 #   SOAK_CYCLES (default 20), SOAK_UNPLUGGED_S (default 2), SOAK_RSS_TOLERANCE_MIB (default 8:
@@ -31,12 +32,15 @@ lines() { n=$(grep -c '"frame":' "$out" 2>/dev/null) || true; echo "${n:-0}"; }
 logged() { n=$(grep -c "$1" "$log" 2>/dev/null) || true; echo "${n:-0}"; }
 alive() { kill -0 "$pid" 2>/dev/null || fail "pinsight exited ($1)"; }
 
-# sample: sets rss, hwm (KiB) and fds of pinsight.
+# sample: sets rss, hwm (KiB), fds and maps (mappings of a video device: the capture buffers,
+# which a stream that was not torn down would leave behind without an open descriptor) of
+# pinsight.
 sample() {
     rss=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$pid/status")
     hwm=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$pid/status")
     set -- "/proc/$pid/fd"/*
     fds=$#
+    maps=$(grep -c ' /dev/video' "/proc/$pid/maps") || true
     if [ -z "$rss" ] || [ -z "$hwm" ]; then fail "cannot read /proc/$pid/status"; fi
 }
 
@@ -59,8 +63,8 @@ pinsight run --source /dev/video0 >"$out" 2>"$log" &
 pid=$!
 wait_for "first 3 results" 600 results_at_least 3
 sample
-rss0=$rss hwm0=$hwm fds0=$fds at0=$(lines)
-echo "soak: first sample after $at0 results: VmRSS $rss0 KiB, VmHWM $hwm0 KiB, $fds0 fds"
+rss0=$rss hwm0=$hwm fds0=$fds maps0=$maps at0=$(lines)
+echo "soak: first sample after $at0 results: VmRSS $rss0 KiB, VmHWM $hwm0 KiB, $fds0 fds, $maps0 buffer mappings"
 ls -l "/proc/$pid/fd"
 
 stop_msg="camera stopped streaming" back_msg="camera is back"
@@ -76,12 +80,12 @@ while [ $c -le "$cycles" ]; do
     back_at=$(lines)
     wait_for "2 results after the return in cycle $c" 300 results_at_least $((back_at + 2))
     sample
-    echo "soak: cycle $c: $(lines) results, VmRSS $rss KiB, VmHWM $hwm KiB, $fds fds"
+    echo "soak: cycle $c: $(lines) results, VmRSS $rss KiB, VmHWM $hwm KiB, $fds fds, $maps buffer mappings"
     c=$((c + 1))
 done
 sample
-rss1=$rss hwm1=$hwm fds1=$fds at1=$(lines)
-echo "soak: last sample after $at1 results: VmRSS $rss1 KiB, VmHWM $hwm1 KiB, $fds1 fds"
+rss1=$rss hwm1=$hwm fds1=$fds maps1=$maps at1=$(lines)
+echo "soak: last sample after $at1 results: VmRSS $rss1 KiB, VmHWM $hwm1 KiB, $fds1 fds, $maps1 buffer mappings"
 ls -l "/proc/$pid/fd"
 
 kill -TERM "$pid"
@@ -135,6 +139,8 @@ rss_peak_kib=$hwm1
 rss_tolerance_kib=$tolerance_kib
 fds_start=$fds0
 fds_end=$fds1
+buffer_mappings_start=$maps0
+buffer_mappings_end=$maps1
 start_sample_at_result=$at0
 end_sample_at_result=$at1
 wall_s=$((ended - started))
@@ -161,6 +167,7 @@ fi
 [ "$summary" = "$results ${skipped:-0} ${dropped:-0}" ] \
     || problem "the log's summary ($summary) is not the last line's counts ($results ${skipped:-0} ${dropped:-0})"
 [ "$fds1" -le "$fds0" ] || problem "open file descriptors grew from $fds0 to $fds1"
+[ "$maps1" -le "$maps0" ] || problem "mappings of the video device grew from $maps0 to $maps1"
 [ $((rss1 - rss0)) -le $tolerance_kib ] || problem "VmRSS grew from $rss0 to $rss1 KiB, more than $tolerance_kib KiB"
 [ $failed -eq 0 ] || exit 1
 echo "soak: ok ($cycles cycles, $results results, $accounted of $captured frames accounted for)"
