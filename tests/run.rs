@@ -77,6 +77,8 @@ fn corrupt_frames_are_skipped_and_counted() {
         &AtomicBool::new(false),
         |r| {
             results.push((r.source.to_string(), r.label.clone(), r.skipped));
+            // Every file up to this one is a result so far, skipped or dropped.
+            assert_eq!(results.len() as u64 + r.skipped + r.dropped, r.frame + 1);
             Ok(())
         },
     )

@@ -41,7 +41,9 @@ pub struct Decided<'a> {
     /// The best class, or null when it is below the threshold.
     pub label: Option<String>,
     pub top: Vec<Guess>,
-    /// Frames the camera delivered that were never classified, so far.
+    /// Frames the camera delivered before this one that were never classified (each replaced
+    /// by a newer one). In continuous mode the results so far, `skipped` and `dropped` add up
+    /// to `frame` + 1: every frame up to this one is accounted for.
     pub dropped: u64,
     /// Frames skipped because they could not be converted (corrupt), so far.
     pub skipped: u64,

@@ -73,6 +73,8 @@ pub struct Camera {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     format: StreamFormat,
+    /// Frames dropped before the one last taken (see [`FrameSource::dropped`]).
+    dropped: u64,
 }
 
 #[derive(Default)]
@@ -117,6 +119,7 @@ impl Camera {
             shared,
             thread: Some(thread),
             format,
+            dropped: 0,
         })
     }
 
@@ -133,11 +136,18 @@ impl FrameSource for Camera {
             .fresh
             .wait_timeout_while(latest, WAIT, |latest| latest.frame.is_none())
             .unwrap();
-        Ok(latest.frame.take().map_or(Next::Waiting, Next::Frame))
+        let frame = latest.frame.take();
+        if frame.is_some() {
+            // Read under the same lock as the frame was taken: the capture thread goes on
+            // replacing newer frames while this one is classified, and those are not yet part
+            // of this frame's account.
+            self.dropped = latest.dropped;
+        }
+        Ok(frame.map_or(Next::Waiting, Next::Frame))
     }
 
     fn dropped(&self) -> u64 {
-        self.shared.latest.lock().unwrap().dropped
+        self.dropped
     }
 }
 
@@ -374,5 +384,65 @@ fn camera_error(path: &Path, error: io::Error) -> Error {
             device,
             reason: error.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_taken(camera: &mut Camera) -> Frame {
+        match camera.next_frame().unwrap() {
+            Next::Frame(frame) => frame,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    /// The count the run loop reports with a frame covers the frames before it, so that the
+    /// frames taken and the frames dropped add up to its sequence number + 1 on every result
+    /// line, however many frames the camera delivered while it was being classified.
+    #[test]
+    fn dropped_counts_the_frames_older_than_the_one_taken() {
+        let format = StreamFormat {
+            format: PixelFormat::Yuyv,
+            width: 2,
+            height: 1,
+            stride: 4,
+        };
+        let shared = Arc::new(Shared::default());
+        let mut camera = Camera {
+            shared: shared.clone(),
+            thread: None,
+            format,
+            dropped: 0,
+        };
+        let deliver = |frames: usize| {
+            for _ in 0..frames {
+                publish(Path::new("/dev/video9"), format, &[0; 4], 4, &shared);
+            }
+        };
+
+        deliver(3);
+        let first = frame_taken(&mut camera);
+        assert_eq!(
+            (first.sequence, camera.dropped()),
+            (2, 2),
+            "frames 0 and 1 replaced"
+        );
+
+        // Frames 3 to 7 come while frame 2 is classified: 3 to 6 are replaced by the next.
+        deliver(5);
+        assert_eq!(
+            camera.dropped(),
+            2,
+            "frame 2's account is unchanged until the next take"
+        );
+        let second = frame_taken(&mut camera);
+        assert_eq!((second.sequence, camera.dropped()), (7, 6));
+        assert_eq!(
+            2 + camera.dropped(),
+            second.sequence + 1,
+            "two taken, six dropped"
+        );
     }
 }

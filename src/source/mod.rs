@@ -29,7 +29,9 @@ pub trait FrameSource {
     /// older ones: a slow model never falls behind the scene.
     fn next_frame(&mut self) -> Result<Next>;
 
-    /// How many frames were captured but replaced by a newer one before they were taken.
+    /// How many frames older than the one last taken were replaced by a newer one before they
+    /// could be taken. With the frames taken it makes the last frame's sequence number + 1:
+    /// every frame up to it is accounted for (frames dropped since are counted with the next).
     fn dropped(&self) -> u64 {
         0
     }
