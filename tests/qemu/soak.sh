@@ -15,6 +15,9 @@
 #   how much VmRSS may grow between the first and the last sample).
 # The figures are printed as a table and as "SOAK-FIGURE NAME VALUE" lines for scripts/soak.
 set -u
+# The models are in /work/models, not beside the binary as a package installs them.
+export PINSIGHT_BACKBONE=/work/models/efficientnet-lite0/backbone-int8.onnx
+export PINSIGHT_HEAD=/work/models/imagenet
 export RUST_LOG=info
 SOAK_CYCLES=20 SOAK_UNPLUGGED_S=2 SOAK_RSS_TOLERANCE_MIB=8
 # shellcheck source=/dev/null
