@@ -23,17 +23,65 @@ use pinsight::train::{
     ClassWeights, EvalOptions, HeadKind, Optimizer, Split, TrainConfig, TrainOptions,
 };
 
-/// The command line, with `--version` naming the CPU features the int8 kernels were chosen for.
+/// The command line. `-V` gives the version and the commit; `--version` adds the target, the
+/// CPU features and the int8 kernels chosen for them, and the bundled backbone's SHA-256.
 pub fn parse() -> Cli {
     let version = format!(
-        "{} (CPU: {})",
+        "{} ({})",
         env!("CARGO_PKG_VERSION"),
-        pinsight::model::CpuFeatures::detected()
+        env!("PINSIGHT_GIT_REVISION")
     );
-    // clap takes a &'static str; the process lives that long anyway.
+    let cpu = pinsight::model::CpuFeatures::detected();
+    let long_version = format!(
+        "{version}\n\
+         target: {}\n\
+         CPU: {cpu}\n\
+         int8 kernels: {}\n\
+         bundled backbone: efficientnet-lite0 int8, sha256 {}",
+        env!("PINSIGHT_BUILD_TARGET"),
+        cpu.kernels(),
+        env!("PINSIGHT_BUNDLED_BACKBONE_SHA256"),
+    );
+    // clap takes &'static strs; the process lives that long anyway.
     let version: &'static str = Box::leak(version.into_boxed_str());
-    let matches = Cli::command().version(version).get_matches();
+    let long_version: &'static str = Box::leak(long_version.into_boxed_str());
+    let matches = Cli::command()
+        .version(version)
+        .long_version(long_version)
+        .get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Writes the completion script for `shell` of the whole command line.
+pub fn completions(shell: clap_complete::Shell, out: &mut impl std::io::Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "pinsight", out);
+}
+
+/// Writes the manual page pinsight(1), or a subcommand's, pinsight-SUBCOMMAND(1), dated with
+/// the commit that was built.
+pub fn man_page(subcommand: Option<&str>, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    let root = Cli::command().version(env!("CARGO_PKG_VERSION"));
+    let command = match subcommand {
+        None => root,
+        Some(name) => {
+            let Some(found) = root.find_subcommand(name) else {
+                let names: Vec<&str> = root.get_subcommands().map(|c| c.get_name()).collect();
+                anyhow::bail!(pinsight::Error::Usage(format!(
+                    "there is no subcommand {name:?}: the pages are pinsight(1) and those of {}",
+                    names.join(", ")
+                )));
+            };
+            // clap takes a &'static str; the process ends after printing the page.
+            let page: &'static str = Box::leak(format!("pinsight-{name}").into_boxed_str());
+            found.clone().name(page).version(env!("CARGO_PKG_VERSION"))
+        }
+    };
+    clap_mangen::Man::new(command)
+        .date(env!("PINSIGHT_COMMIT_DATE"))
+        .source(format!("pinsight {}", env!("CARGO_PKG_VERSION")))
+        .manual("pinsight")
+        .render(out)?;
+    Ok(())
 }
 
 #[derive(Parser)]
@@ -66,9 +114,26 @@ pub enum Command {
     /// format and size, then each backbone in a process of its own: model-ready time, inference
     /// median and 99th percentile, peak memory.
     Bench(BenchArgs),
-    /// Check a deployment config and the board profile it names, and print them resolved:
-    /// every pin as a line offset.
+    /// Check a config file (board/README.md) without loading the model, and print the run it
+    /// describes, resolved: model files, run settings, every pin as a line offset.
     Config(ConfigArgs),
+    /// Print a shell completion script: `pinsight completions bash >
+    /// /etc/bash_completion.d/pinsight` (the Debian package installs them).
+    Completions(CompletionsArgs),
+    /// Print a manual page (roff): `pinsight man | man -l -` (the Debian package installs
+    /// them).
+    Man(ManArgs),
+}
+
+#[derive(Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args)]
+pub struct ManArgs {
+    /// A subcommand's page (pinsight-run(1) for `run`) instead of pinsight(1).
+    pub subcommand: Option<String>,
 }
 
 #[derive(Args)]

@@ -56,6 +56,14 @@ fn run(command: Command, stdout: &mut impl Write) -> Result<()> {
             Ok(stdout.flush()?)
         }
         Command::Bench(args) => pinsight::bench::run(&args.resolve()).context("bench"),
+        Command::Completions(args) => {
+            cli::completions(args.shell, stdout);
+            Ok(stdout.flush()?)
+        }
+        Command::Man(args) => {
+            cli::man_page(args.subcommand.as_deref(), stdout)?;
+            Ok(stdout.flush()?)
+        }
         Command::Config(args) => {
             let config = args.resolve().context("config")?;
             let classes = pinsight::config::check(&config).context("config")?;

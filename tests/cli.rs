@@ -148,3 +148,91 @@ fn config_resolves_the_starter_config_from_anywhere_and_refuses_a_broken_one() {
     assert!(stderr.contains("line 17 is used twice"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn version_names_the_commit_target_kernels_and_bundled_backbone() {
+    let output = common::pinsight().arg("--version").output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let first = text.lines().next().unwrap();
+    let revision = first
+        .strip_prefix(concat!("pinsight ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{first}"));
+    let commit = revision.strip_suffix("-modified").unwrap_or(revision);
+    assert!(
+        commit == "unknown" || commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{first}"
+    );
+    assert!(
+        text.contains(&format!("target: {}\n", env!("PINSIGHT_BUILD_TARGET"))),
+        "{text}"
+    );
+    assert!(text.contains("\nint8 kernels: "), "{text}");
+    let sums = std::fs::read_to_string(common::repo().join("models/efficientnet-lite0/SHA256SUMS"))
+        .unwrap();
+    let sha256 = sums
+        .lines()
+        .find_map(|l| l.strip_suffix("  backbone-int8.onnx"))
+        .unwrap();
+    assert!(text.contains(&format!("sha256 {sha256}")), "{text}");
+}
+
+#[test]
+fn completions_and_man_pages_cover_every_subcommand() {
+    let subcommands = [
+        "classify",
+        "run",
+        "train",
+        "eval",
+        "bench",
+        "config",
+        "completions",
+        "man",
+    ];
+    let bash = common::pinsight()
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(bash.status.success());
+    let script = String::from_utf8(bash.stdout).unwrap();
+    for subcommand in subcommands {
+        assert!(
+            script.contains(subcommand),
+            "bash completion lacks {subcommand}"
+        );
+    }
+    assert!(script.contains("--threshold"));
+    for shell in ["zsh", "fish"] {
+        let output = common::pinsight()
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success() && !output.stdout.is_empty(),
+            "{shell}"
+        );
+    }
+
+    let page = common::pinsight().arg("man").output().unwrap();
+    let page = String::from_utf8(page.stdout).unwrap();
+    assert!(page.contains(".TH pinsight 1"), "{page}");
+    for subcommand in subcommands {
+        let output = common::pinsight()
+            .args(["man", subcommand])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "man {subcommand}");
+        let page = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            page.contains(&format!(".TH pinsight-{subcommand} 1")),
+            "{page}"
+        );
+    }
+    let unknown = common::pinsight()
+        .args(["man", "frobnicate"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("\"frobnicate\""));
+}
