@@ -23,6 +23,7 @@ pub mod error;
 pub mod frame;
 pub mod gpio;
 pub mod model;
+pub mod notify;
 pub mod preprocess;
 pub mod run;
 pub mod scores;

@@ -43,6 +43,7 @@ fn options(frames: Option<u64>) -> RunOptions {
         top: 3,
         threshold: 0.5,
         smooth: 1,
+        notifier: None,
     }
 }
 
@@ -333,4 +334,81 @@ fn triggered_mode_answers_each_press_with_a_burst_and_sets_the_outputs() {
     for mut pin in [ready, busy, espresso] {
         pin.done();
     }
+}
+
+/// `pinsight run` as a `Type=notify` service runs it: READY=1 once frames come, WATCHDOG=1
+/// from the loop as results come, a STATUS= with the last label, STOPPING=1 at the end.
+#[test]
+fn systemd_hears_ready_watchdog_status_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+
+    let work = tempfile::tempdir().unwrap();
+    let photos = work.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    for i in 0..6 {
+        std::fs::copy(
+            common::repo().join("samples/coffee.png"),
+            photos.join(format!("{i}.png")),
+        )
+        .unwrap();
+    }
+    let path = work.path().join("notify");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // Read as systemd does, while pinsight runs.
+    let listen = |mut child: std::process::Child| {
+        let mut messages = Vec::new();
+        let mut buffer = [0u8; 512];
+        loop {
+            match socket.recv(&mut buffer) {
+                Ok(n) => messages.push(String::from_utf8_lossy(&buffer[..n]).into_owned()),
+                Err(_) if child.try_wait().unwrap().is_some() => break,
+                Err(_) => {}
+            }
+        }
+        assert!(child.wait().unwrap().success());
+        messages
+    };
+    let run = |args: &[&str], watchdog: Option<&str>| {
+        let mut command = common::pinsight();
+        command
+            .arg("run")
+            .args(args)
+            .arg("--source")
+            .arg(&photos)
+            .env("NOTIFY_SOCKET", &path)
+            .stdout(std::process::Stdio::null());
+        if let Some(usec) = watchdog {
+            command.env("WATCHDOG_USEC", usec);
+        }
+        command.spawn().unwrap()
+    };
+
+    let messages = listen(run(&["--fps", "5"], Some("400000")));
+    assert_eq!(
+        messages.first().map(String::as_str),
+        Some("READY=1"),
+        "{messages:?}"
+    );
+    assert_eq!(
+        messages.last().map(String::as_str),
+        Some("STOPPING=1"),
+        "{messages:?}"
+    );
+    let pings = messages.iter().filter(|m| *m == "WATCHDOG=1").count();
+    // Six results a fifth of a second apart, pings at most every 100 ms.
+    assert!(pings >= 3, "{pings} pings: {messages:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("STATUS=last: espresso · ")),
+        "{messages:?}"
+    );
+
+    // Without WATCHDOG_USEC systemd does not watch: no pings.
+    let messages = listen(run(&["--frames", "2"], None));
+    assert!(!messages.iter().any(|m| m == "WATCHDOG=1"), "{messages:?}");
+    assert_eq!(messages.first().map(String::as_str), Some("READY=1"));
 }

@@ -173,6 +173,7 @@ pub fn run(
         top: config.top,
         threshold: config.threshold,
         smooth: config.smooth.unwrap_or(if is_camera { 3 } else { 1 }),
+        notifier: crate::notify::Notifier::from_env().map(Arc::new),
     };
     let summary = run_loop(
         source.as_mut(),
@@ -261,6 +262,7 @@ pub fn classify(
         top: config.top,
         threshold: 0.0,
         smooth: 1,
+        notifier: None,
     };
     let summary = run_loop(
         &mut source,

@@ -1,8 +1,8 @@
 //! The loop: take the newest frame (continuously, or a burst after each press of the trigger),
 //! convert it, classify it, decide, show the result on the outputs, report.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -12,6 +12,7 @@ use crate::decide::{Decision, Smoother, decide};
 use crate::frame::{Converter, Frame};
 use crate::gpio::{self, Presses, Signals, Wait};
 use crate::model::Classifier;
+use crate::notify::{Health, Notifier};
 use crate::scores::Guess;
 use crate::source::{FrameSource, Next};
 use crate::{Result, STOP_CHECK};
@@ -28,6 +29,8 @@ pub struct RunOptions {
     pub threshold: f32,
     /// How many frames' probabilities are averaged.
     pub smooth: usize,
+    /// Where to tell systemd that the loop is ready and alive ([`crate::notify`]).
+    pub notifier: Option<Arc<Notifier>>,
 }
 
 /// One decided result, as the run loop reports it (one JSON line on stdout).
@@ -140,15 +143,18 @@ pub fn run_loop(
         converter: Converter::default(),
         summary: RunSummary::default(),
         streaming: false,
+        health: Health::new(options.notifier.as_deref()),
     };
-    match mode {
+    let ran = match mode {
         Mode::Continuous => pipeline.continuous(),
         Mode::Triggered {
             presses,
             burst,
             cooldown,
         } => pipeline.triggered(presses, burst, cooldown),
-    }?;
+    };
+    pipeline.health.stopping();
+    ran?;
     Ok(pipeline.summary)
 }
 
@@ -164,6 +170,8 @@ struct Pipeline<'a, R> {
     summary: RunSummary,
     /// A frame has come: the ready output is up.
     streaming: bool,
+    /// What systemd is told.
+    health: Health<'a>,
 }
 
 /// A classified frame.
@@ -183,7 +191,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
         let mut next_start = Instant::now();
         while !self.done() {
             if let Some(period) = period {
-                sleep_until(next_start, self.stop);
+                self.sleep_until(next_start);
                 next_start = (next_start + period).max(Instant::now());
             }
             self.poll_pulses()?;
@@ -217,7 +225,11 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             let timeout = self.poll_pulses()?.min(STOP_CHECK);
             let press = match presses.wait(timeout)? {
                 Wait::Press(press) => press,
-                Wait::Timeout => continue,
+                Wait::Timeout => {
+                    self.health
+                        .waiting(Instant::now(), self.source.last_capture());
+                    continue;
+                }
                 Wait::Stopped => break,
             };
             gpio::lock(self.signals).set_busy(true, Instant::now())?;
@@ -266,9 +278,24 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             while !self.stop.load(Ordering::Relaxed) && Instant::now() < cooled {
                 let until = self.poll_pulses()?.min(cooled - Instant::now());
                 std::thread::sleep(until.min(STOP_CHECK));
+                self.health
+                    .waiting(Instant::now(), self.source.last_capture());
             }
         }
         Ok(())
+    }
+
+    /// Sleeps until `deadline` or a stop, telling systemd the loop is alive while its source
+    /// is.
+    fn sleep_until(&mut self, deadline: Instant) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            self.health.waiting(now, self.source.last_capture());
+            std::thread::sleep((deadline - now).min(STOP_CHECK));
+        }
     }
 
     fn done(&self) -> bool {
@@ -330,6 +357,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
                     if !self.streaming {
                         self.streaming = true;
                         gpio::lock(self.signals).set_ready(true, Instant::now())?;
+                        self.health.ready();
                     }
                     ms.capture += millis(started, Instant::now());
                     return Ok(Some(frame));
@@ -351,6 +379,11 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
     ) -> Result<()> {
         self.summary.decided += 1;
         self.summary.dropped = self.source.dropped();
+        self.health.result(
+            Instant::now(),
+            decision.label.as_deref(),
+            self.summary.decided,
+        );
         let result = Decided {
             time: jiff::Timestamp::now().to_string(),
             frame: frame.sequence,
@@ -363,16 +396,6 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             trigger,
         };
         (self.report)(&result).map_err(|e| crate::Error::Output(e.to_string()))
-    }
-}
-
-fn sleep_until(deadline: Instant, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        std::thread::sleep((deadline - now).min(STOP_CHECK));
     }
 }
 

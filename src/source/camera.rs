@@ -75,6 +75,8 @@ pub struct Camera {
     format: StreamFormat,
     /// Frames dropped before the one last taken (see [`FrameSource::dropped`]).
     dropped: u64,
+    /// When streaming started.
+    opened: Instant,
 }
 
 #[derive(Default)]
@@ -89,6 +91,8 @@ struct Latest {
     frame: Option<Frame>,
     captured: u64,
     dropped: u64,
+    /// When the newest frame came, taken or not.
+    last_capture: Option<Instant>,
 }
 
 impl Camera {
@@ -120,6 +124,7 @@ impl Camera {
             thread: Some(thread),
             format,
             dropped: 0,
+            opened: Instant::now(),
         })
     }
 
@@ -148,6 +153,18 @@ impl FrameSource for Camera {
 
     fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    fn last_capture(&self) -> Option<Instant> {
+        // Before the first frame, "never": a camera that never delivers is stuck too.
+        Some(
+            self.shared
+                .latest
+                .lock()
+                .unwrap()
+                .last_capture
+                .unwrap_or(self.opened),
+        )
     }
 }
 
@@ -229,9 +246,11 @@ fn publish(device: &Path, format: StreamFormat, buffer: &[u8], used: usize, shar
     };
     bytes.clear();
     bytes.extend_from_slice(data);
+    let now = Instant::now();
+    latest.last_capture = Some(now);
     latest.frame = Some(Frame {
         sequence,
-        captured_at: Instant::now(),
+        captured_at: now,
         format: format.format,
         width: format.width,
         height: format.height,
@@ -415,6 +434,7 @@ mod tests {
             thread: None,
             format,
             dropped: 0,
+            opened: Instant::now(),
         };
         let deliver = |frames: usize| {
             for _ in 0..frames {

@@ -35,4 +35,12 @@ pub trait FrameSource {
     fn dropped(&self) -> u64 {
         0
     }
+
+    /// When a source that captures on its own (a camera's capture thread) last delivered a
+    /// frame, taken or not: a loop that waits (for a trigger, or for its next frame at `fps`)
+    /// is alive only while its source is. `None` for a source that gives frames only when
+    /// asked (files).
+    fn last_capture(&self) -> Option<std::time::Instant> {
+        None
+    }
 }
