@@ -374,29 +374,37 @@ fn fuzz(name: &'static str) {
     let mut crashes: Vec<Crash> = Vec::new();
     let mut crash_kinds = HashSet::new();
     let (mut executions, mut kept) = (0u64, 0usize);
-    let mut record = |input: &[u8], result: Result<String, String>, pool: &mut Vec<Vec<u8>>| {
-        match result {
-            Ok(outcome) => {
-                if outcomes.insert(shape_of(&outcome)) && pool.len() < 1000 {
-                    pool.push(input.to_vec());
-                    return true;
+    // Inputs with a new outcome join the pool; once it is full, each replaces one of the kept
+    // ones (the corpus stays).
+    let mut record =
+        |input: &[u8], result: Result<String, String>, pool: &mut Vec<Vec<u8>>, rng: &mut Rng| {
+            match result {
+                Ok(outcome) => {
+                    if outcomes.insert(shape_of(&outcome)) {
+                        if pool.len() < 1000 {
+                            pool.push(input.to_vec());
+                        } else {
+                            let kept = pool.len() - corpus.len();
+                            pool[corpus.len() + rng.below(kept)] = input.to_vec();
+                        }
+                        return true;
+                    }
+                }
+                Err(message) => {
+                    if crash_kinds.insert(shape_of(&message)) {
+                        std::fs::create_dir_all(&crash_dir).unwrap();
+                        let file = crash_dir.join(format!("crash-{}", &sha256(input)[..16]));
+                        std::fs::write(&file, input).unwrap();
+                        crashes.push(Crash { message, file });
+                    }
                 }
             }
-            Err(message) => {
-                if crash_kinds.insert(shape_of(&message)) {
-                    std::fs::create_dir_all(&crash_dir).unwrap();
-                    let file = crash_dir.join(format!("crash-{}", &sha256(input)[..16]));
-                    std::fs::write(&file, input).unwrap();
-                    crashes.push(Crash { message, file });
-                }
-            }
-        }
-        false
-    };
+            false
+        };
     for input in &corpus {
         let result = execute(input);
         executions += 1;
-        record(input, result, &mut pool);
+        record(input, result, &mut pool, &mut rng);
     }
     loop {
         match budget {
@@ -409,7 +417,7 @@ fn fuzz(name: &'static str) {
         let input = mutate(parent, other, &mut rng, max_len);
         let result = execute(&input);
         executions += 1;
-        if record(&input, result, &mut pool) {
+        if record(&input, result, &mut pool, &mut rng) {
             kept += 1;
         }
     }
