@@ -18,6 +18,7 @@
 //! - `PINSIGHT_FUZZ_SEED=N`: the seed (printed by every run, to repeat one);
 //! - `PINSIGHT_FUZZ_EXECS=N`: mutations a target in the default pass (default 3000; 1000 under
 //!   an emulator, where the model-loading targets run some fifty times slower);
+//! - `PINSIGHT_FUZZ_OUTCOMES=1`: print each new outcome, to see what the inputs reach;
 //! - `PINSIGHT_FUZZ_TIMEOUT=S`, `PINSIGHT_FUZZ_MEMORY_MIB=M`: the limits above.
 //!
 //! `cargo test --release --test fuzz -- --ignored write_seeds` writes the seed corpus files
@@ -39,6 +40,9 @@ use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use mutate::{Rng, mutate, shape_of};
+
+/// The repository, for `targets.rs` (which `fuzz/`'s libFuzzer targets include too).
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 #[test]
 fn frame() {
@@ -367,6 +371,7 @@ fn fuzz(name: &'static str) {
         result.map_err(|_| PANIC.with_borrow_mut(Option::take).unwrap_or_default())
     };
 
+    let show_outcomes = std::env::var_os("PINSIGHT_FUZZ_OUTCOMES").is_some();
     let started = Instant::now();
     let mut rng = Rng::new(seed);
     let mut pool = corpus.clone();
@@ -380,7 +385,12 @@ fn fuzz(name: &'static str) {
         |input: &[u8], result: Result<String, String>, pool: &mut Vec<Vec<u8>>, rng: &mut Rng| {
             match result {
                 Ok(outcome) => {
-                    if outcomes.insert(shape_of(&outcome)) {
+                    let shape = shape_of(&outcome);
+                    if !outcomes.contains(&shape) {
+                        if show_outcomes {
+                            println!("fuzz {name}: new outcome: {shape}");
+                        }
+                        outcomes.insert(shape);
                         if pool.len() < 1000 {
                             pool.push(input.to_vec());
                         } else {

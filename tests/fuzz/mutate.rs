@@ -135,20 +135,41 @@ fn mutate_once(data: &mut Vec<u8>, other: &[u8], rng: &mut Rng) {
     }
 }
 
-/// `text` with each run of digits as `#`: error messages that differ only in their numbers are
-/// the same outcome.
+/// The shape of an outcome: `text` with each word that holds a digit (`640`, `0xFFE0`) as `#`,
+/// quoted text (`"..."`, `` `...` ``, `'...'`) left out and at most 100 characters, so that errors
+/// that differ only in their numbers or in the names they quote from the input are one outcome.
 pub fn shape_of(text: &str) -> String {
-    let mut shape = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            if !shape.ends_with('#') {
-                shape.push('#');
-            }
+    let mut shape = String::new();
+    let mut word = String::new();
+    let mut quote = None;
+    let flush = |word: &mut String, shape: &mut String| {
+        if word.chars().any(|c| c.is_ascii_digit()) {
+            shape.push('#');
         } else {
-            shape.push(c);
+            shape.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if let Some(q) = quote {
+            if c == q {
+                shape.push(c);
+                quote = None;
+            }
+            continue;
+        }
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        flush(&mut word, &mut shape);
+        shape.push(c);
+        if matches!(c, '"' | '`' | '\'') {
+            quote = Some(c);
         }
     }
-    shape
+    flush(&mut word, &mut shape);
+    shape.chars().take(100).collect()
 }
 
 #[cfg(test)]
@@ -167,6 +188,10 @@ mod tests {
         assert_eq!(
             shape_of("a 640 × 480 frame, 12 bytes"),
             "a # × # frame, # bytes"
+        );
+        assert_eq!(
+            shape_of("bad marker 0xFFE0 in `x1y`, key \"abc\""),
+            "bad marker # in ``, key \"\""
         );
     }
 }

@@ -253,9 +253,10 @@ pub fn config(input: &[u8]) -> String {
     })
 }
 
-/// The corpus: `tests/fuzz/corpus/`, a folder per target.
+/// The corpus: `tests/fuzz/corpus/`, a folder per target (`crate::REPO` is the repository,
+/// as the crate that includes this file sees it).
 pub fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus")
+    Path::new(crate::REPO).join("tests/fuzz/corpus")
 }
 
 /// Writes `bytes` to `path` as a new file. Not truncating the old one spares each execution
