@@ -135,16 +135,23 @@ fn mutate_once(data: &mut Vec<u8>, other: &[u8], rng: &mut Rng) {
     }
 }
 
-/// The shape of an outcome: `text` with each word that holds a digit (`640`, `0xFFE0`) as `#`,
-/// quoted text (`"..."`, `` `...` ``, `'...'`) left out and at most 100 characters, so that errors
-/// that differ only in their numbers or in the names they quote from the input are one outcome.
+/// The shape of an outcome: `text` with each word that holds a digit (`640`, `0xFFE0`) or a
+/// character that is not printable ASCII as `#`, quoted text (`"..."`, `` `...` ``), values in
+/// braces or brackets and paths left out, at most 100 characters: errors that differ only in their numbers
+/// or in what they quote of the input (a chunk's name, a path) are one outcome.
 pub fn shape_of(text: &str) -> String {
     let mut shape = String::new();
     let mut word = String::new();
-    let mut quote = None;
+    // What is being left out: the closing quote, or braces still open, or a path.
+    let (mut quote, mut braces, mut path) = (None, 0, false);
     let flush = |word: &mut String, shape: &mut String| {
-        if word.chars().any(|c| c.is_ascii_digit()) {
-            shape.push('#');
+        if word
+            .chars()
+            .any(|c| c.is_ascii_digit() || !c.is_ascii_graphic())
+        {
+            if !shape.ends_with('#') {
+                shape.push('#');
+            }
         } else {
             shape.push_str(word);
         }
@@ -158,15 +165,36 @@ pub fn shape_of(text: &str) -> String {
             }
             continue;
         }
-        if c.is_alphanumeric() || c == '_' {
+        if braces > 0 {
+            match c {
+                '{' | '[' => braces += 1,
+                '}' | ']' => braces -= 1,
+                _ => {}
+            }
+            if braces == 0 {
+                shape.push(c);
+            }
+            continue;
+        }
+        if path {
+            if c == ':' || c.is_whitespace() {
+                shape.push(c);
+                path = false;
+            }
+            continue;
+        }
+        if c.is_alphanumeric() || c == '_' || !(c.is_ascii_graphic() || c == ' ') {
             word.push(c);
             continue;
         }
         flush(&mut word, &mut shape);
-        shape.push(c);
-        if matches!(c, '"' | '`' | '\'') {
-            quote = Some(c);
+        match c {
+            '"' | '`' => quote = Some(c),
+            '{' | '[' => braces = 1,
+            '/' => path = true,
+            _ => {}
         }
+        shape.push(c);
     }
     flush(&mut word, &mut shape);
     shape.chars().take(100).collect()
@@ -187,11 +215,11 @@ mod tests {
         }
         assert_eq!(
             shape_of("a 640 × 480 frame, 12 bytes"),
-            "a # × # frame, # bytes"
+            "a # # # frame, # bytes"
         );
         assert_eq!(
-            shape_of("bad marker 0xFFE0 in `x1y`, key \"abc\""),
-            "bad marker # in ``, key \"\""
+            shape_of("bad marker 0xFFE0 in `x1y`, key \"abc\", ChunkType { type: \\u{b}A }"),
+            "bad marker # in ``, key \"\", ChunkType {}"
         );
     }
 }
