@@ -68,13 +68,17 @@ impl PixelFormat {
         })
     }
 
-    /// Bytes a row holds at least, for the formats whose rows have a fixed size.
+    /// Bytes a row holds at least, for the formats whose rows have a fixed size (`None` for the
+    /// others, and for a width whose row would not fit in a `usize`). NV12's longest row is
+    /// a chroma row: a `U V` pair for every two pixels, one byte more than a luma row when the
+    /// width is odd.
     fn min_stride(self, width: u32) -> Option<usize> {
         let width = width as usize;
         match self {
-            PixelFormat::Yuyv => Some(width.div_ceil(2) * 4),
-            PixelFormat::Rgb24 | PixelFormat::Bgr24 => Some(width * 3),
-            PixelFormat::Nv12 | PixelFormat::Grey => Some(width),
+            PixelFormat::Yuyv => width.div_ceil(2).checked_mul(4),
+            PixelFormat::Rgb24 | PixelFormat::Bgr24 => width.checked_mul(3),
+            PixelFormat::Nv12 => width.div_ceil(2).checked_mul(2),
+            PixelFormat::Grey => Some(width),
             PixelFormat::Mjpeg | PixelFormat::Encoded => None,
         }
     }
@@ -151,7 +155,7 @@ impl Converter {
             _ => {}
         }
         let (width, height, stride) = (frame.width, frame.height, frame.stride);
-        let needed = raw_len(frame.format, width, height, stride);
+        let needed = raw_len(frame.format, width, height, stride).map_err(corrupt)?;
         if width == 0 || height == 0 || frame.data.len() < needed {
             return Err(ConvertError::Short {
                 origin: frame.origin.clone(),
@@ -257,17 +261,26 @@ fn copy_rows(data: &[u8], stride: usize, row: usize, rows: usize, out: &mut Vec<
 }
 
 /// Bytes a raw frame needs: every row at `stride` (V4L2's `sizeimage` covers them all), and for
-/// NV12 the half-height chroma plane after the luma plane.
-fn raw_len(format: PixelFormat, width: u32, height: u32, stride: usize) -> usize {
-    let Some(row) = format.min_stride(width) else {
-        return 0;
+/// NV12 the half-height chroma plane after the luma plane. Refused, with the reason: a stride
+/// shorter than a row, and sizes whose bytes (or whose RGB row, a `u32`) would not fit in
+/// memory's arithmetic, which on a 32-bit board wraps around from 4 GiB.
+fn raw_len(format: PixelFormat, width: u32, height: u32, stride: usize) -> Result<usize, String> {
+    let too_large = || {
+        format!("{width} × {height} pixels at {stride} bytes a row is more than memory can hold")
     };
+    let row = format.min_stride(width).ok_or_else(too_large)?;
     if stride < row {
-        return usize::MAX;
+        return Err(format!(
+            "its stride, {stride} bytes a row, is less than a row of {width} pixels takes \
+             ({row} bytes)"
+        ));
     }
+    width.checked_mul(3).ok_or_else(too_large)?;
     let rows = height as usize;
-    match format {
-        PixelFormat::Nv12 => stride * (rows + rows.div_ceil(2)),
-        _ => stride * rows,
-    }
+    let rows = match format {
+        PixelFormat::Nv12 => rows.checked_add(rows.div_ceil(2)),
+        _ => Some(rows),
+    };
+    rows.and_then(|rows| rows.checked_mul(stride))
+        .ok_or_else(too_large)
 }

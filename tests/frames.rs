@@ -132,8 +132,25 @@ fn short_frames_are_refused() {
         .to_rgb(&frame(PixelFormat::Rgb24, 4, 4, 6, vec![0; 100]))
         .err();
     assert!(
-        matches!(narrow, Some(ConvertError::Short { .. })),
+        matches!(&narrow, Some(ConvertError::Corrupt { reason, .. }) if reason.contains("stride")),
         "stride below the row: {narrow:?}"
+    );
+    // An odd-width NV12 frame's chroma rows are a byte longer than its luma rows (found by
+    // tests/fuzz.rs: a stride of the width alone panicked).
+    let odd = converter
+        .to_rgb(&frame(PixelFormat::Nv12, 5, 3, 5, vec![0; 40]))
+        .err();
+    assert!(
+        matches!(&odd, Some(ConvertError::Corrupt { reason, .. }) if reason.contains("(6 bytes)")),
+        "{odd:?}"
+    );
+    // Sizes whose product wraps around (as a 32-bit board's do from 4 GiB) are refused.
+    let huge = converter
+        .to_rgb(&frame(PixelFormat::Grey, 4, 3, usize::MAX / 2, vec![0; 40]))
+        .err();
+    assert!(
+        matches!(&huge, Some(ConvertError::Corrupt { reason, .. }) if reason.contains("memory")),
+        "{huge:?}"
     );
 }
 

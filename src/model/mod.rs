@@ -149,8 +149,39 @@ impl Backbone {
     /// ([`KernelSet::runs_here`]).
     pub fn load_on(path: &Path, engine: Engine, kernels: KernelSet) -> Result<Backbone> {
         let (bytes, sha256) = read_verified(path)?;
+        Backbone::read(path, &bytes, sha256, engine, kernels)
+    }
+
+    /// A backbone from ONNX bytes in memory, with every check of [`Backbone::load_on`] but
+    /// the checksum's (which is the file's, not the bytes'); `path` names the bytes in
+    /// messages. Its SHA-256 is that of `bytes`. `tests/fuzz.rs` feeds it mutated models.
+    ///
+    /// # Panics
+    /// As [`Backbone::load_on`].
+    pub fn from_onnx(
+        path: &Path,
+        bytes: &[u8],
+        engine: Engine,
+        kernels: KernelSet,
+    ) -> Result<Backbone> {
+        Backbone::read(
+            path,
+            bytes,
+            crate::checksum::sha256_hex(bytes),
+            engine,
+            kernels,
+        )
+    }
+
+    fn read(
+        path: &Path,
+        bytes: &[u8],
+        sha256: String,
+        engine: Engine,
+        kernels: KernelSet,
+    ) -> Result<Backbone> {
         let mut clock = Clock::start();
-        let proto = tract::decode(path, &bytes)?;
+        let proto = tract::decode(path, bytes)?;
         clock.lap("decode");
         // Where the int8 executor has SIMD kernels of its own.
         const INT8_BY_DEFAULT: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));

@@ -67,6 +67,19 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<tract_onnx::pb::ModelP
             graph.output.len()
         )));
     }
+    // tract 0.23 panics on an output that nothing computes (it looks the name up unchecked).
+    let output = &graph.output[0].name;
+    let defined = graph.node.iter().any(|node| node.output.contains(output))
+        || graph.input.iter().any(|input| &input.name == output)
+        || graph
+            .initializer
+            .iter()
+            .any(|tensor| &tensor.name == output);
+    if !defined {
+        return Err(not_onnx(format!(
+            "its output {output:?} is computed by no node"
+        )));
+    }
     Ok(proto)
 }
 
