@@ -217,8 +217,8 @@ pub fn head(input: &[u8]) -> String {
     })
 }
 
-/// A deployment config through [`pinsight::board::load`], as `pinsight config` and
-/// `run --config` read it, from a file. The input up to its first zero byte is the config; what
+/// A config file through [`pinsight::config::load`], as `pinsight config` and `run --config`
+/// read it, from a file, then resolved into a run as `run` resolves it. The input up to its first zero byte is the config; what
 /// follows, if anything, is written beside it as `board.toml`, the board file a config names
 /// with `board = "board.toml"`.
 pub fn config(input: &[u8]) -> String {
@@ -239,14 +239,23 @@ pub fn config(input: &[u8]) -> String {
                 let _ = std::fs::remove_file(&board_path);
             }
         }
-        match pinsight::board::load(&path) {
+        match pinsight::config::load(&path) {
             Err(e) => e.to_string(),
-            Ok(deployment) => {
-                for output in &deployment.outputs {
-                    output.role.describe();
+            Ok(file) => {
+                if let Some(deployment) = &file.deployment {
+                    for output in &deployment.outputs {
+                        output.role.describe();
+                    }
+                    let _ = deployment.check_labels(&["dog".into(), "cat".into()]);
                 }
-                let _ = deployment.check_labels(&["dog".into(), "cat".into()]);
-                serde_json::to_string(&deployment).unwrap();
+                let run = pinsight::config::resolve_run(
+                    Some(file),
+                    Default::default(),
+                    Default::default(),
+                    None,
+                    std::time::Duration::ZERO,
+                );
+                serde_json::to_string(&run).unwrap();
                 "ok".into()
             }
         }
