@@ -131,7 +131,7 @@ pub fn run(args: &BenchOptions) -> Result<(), BenchError> {
     let mut out = io::stdout().lock();
     if args.model_only {
         let backbone = match args.backbones.as_slice() {
-            [] => PathBuf::from(BUNDLED_BACKBONES[0]),
+            [] => crate::config::bundled_models().join(BUNDLED_BACKBONES[0]),
             [one] => one.clone(),
             many => return Err(BenchError::OneBackbone(many.len())),
         };
@@ -142,8 +142,16 @@ pub fn run(args: &BenchOptions) -> Result<(), BenchError> {
     }
     frame_table(&mut out, &photo, runs)?;
     let backbones = if args.backbones.is_empty() {
+        // The package installs the int8 file alone; a checkout has both.
         let models = crate::config::bundled_models();
-        BUNDLED_BACKBONES.iter().map(|b| models.join(b)).collect()
+        let (present, absent): (Vec<PathBuf>, Vec<PathBuf>) = BUNDLED_BACKBONES
+            .iter()
+            .map(|b| models.join(b))
+            .partition(|path| path.is_file());
+        for path in absent {
+            log::info!("not measured: no {} here", path.display());
+        }
+        present
     } else {
         args.backbones.clone()
     };

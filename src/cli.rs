@@ -39,7 +39,7 @@ pub fn parse() -> Cli {
          int8 kernels: {}\n\
          bundled backbone: efficientnet-lite0 int8, sha256 {}",
         env!("PINSIGHT_BUILD_TARGET"),
-        cpu.kernels(),
+        pinsight::model::KernelSet::chosen().map_or_else(|why| why, |set| set.to_string()),
         env!("PINSIGHT_BUNDLED_BACKBONE_SHA256"),
     );
     // clap takes &'static strs; the process lives that long anyway.
@@ -517,9 +517,10 @@ pub struct BenchArgs {
     /// 1 to 10000.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=10_000))]
     runs: u16,
-    /// The photo the synthetic camera frames and the model's input are made from.
-    #[arg(long, default_value = "samples/rocket.jpg")]
-    photo: PathBuf,
+    /// The photo the synthetic camera frames and the model's input are made from [default: the
+    /// bundled rocket.jpg, beside the models].
+    #[arg(long)]
+    photo: Option<PathBuf>,
     /// Measure one backbone in this process and print one JSON line: ready time (load and
     /// first inference), inference p50 and p99, peak RSS. Exactly RUNS + 1 inferences, for
     /// counting instructions (scripts/insn-count).
@@ -536,7 +537,7 @@ impl BenchArgs {
                 pinsight::config::bundled_models().join(pinsight::config::BUNDLED_HEAD)
             }),
             runs: self.runs.into(),
-            photo: self.photo,
+            photo: self.photo.unwrap_or_else(pinsight::config::bundled_photo),
             model_only: self.model_only,
         }
     }

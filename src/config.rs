@@ -273,6 +273,17 @@ pub fn bundled_models() -> PathBuf {
     clean(&installed)
 }
 
+/// The sample photo `pinsight bench` measures with by default: `samples/rocket.jpg` beside the
+/// bundled models folder (`/usr/share/pinsight/samples/rocket.jpg` when installed, the
+/// checkout's `samples/rocket.jpg` otherwise).
+pub fn bundled_photo() -> PathBuf {
+    let models = bundled_models();
+    models
+        .parent()
+        .unwrap_or(&models)
+        .join("samples/rocket.jpg")
+}
+
 /// `path` without `..` after a folder (`/usr/bin/../share` is `/usr/share`), for messages.
 fn clean(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();

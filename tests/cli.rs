@@ -178,6 +178,47 @@ fn version_names_the_commit_target_kernels_and_bundled_backbone() {
     assert!(text.contains(&format!("sha256 {sha256}")), "{text}");
 }
 
+/// `PINSIGHT_KERNELS` puts the int8 engine on another kernel set this CPU runs, and a set it
+/// cannot run, or no set at all, is refused with the reason before any work.
+#[test]
+fn the_kernels_variable_picks_a_runnable_set_and_refuses_others() {
+    use pinsight::model::KernelSet;
+
+    let version = common::pinsight()
+        .arg("--version")
+        .env("PINSIGHT_KERNELS", "portable")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(version.stdout).unwrap();
+    assert!(text.contains("\nint8 kernels: portable\n"), "{text}");
+
+    let bench = |kernels: &str| {
+        common::pinsight()
+            .args(["bench", "--model-only", "--engine", "int8", "--runs", "1"])
+            .env("PINSIGHT_KERNELS", kernels)
+            .output()
+            .unwrap()
+    };
+    for set in KernelSet::runnable() {
+        let output = bench(set.name());
+        assert!(output.status.success(), "{set}: {output:?}");
+        let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(line["kernels"], set.name(), "{line}");
+    }
+    let foreign = KernelSet::ALL.into_iter().find(|set| !set.runs_here());
+    for name in foreign.map(KernelSet::name).into_iter().chain(["sse9"]) {
+        let output = bench(name);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("PINSIGHT_KERNELS={name}")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("this CPU runs portable"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
 #[test]
 fn completions_and_man_pages_cover_every_subcommand() {
     let subcommands = [

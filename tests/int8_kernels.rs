@@ -264,29 +264,30 @@ fn pointwise_matches_the_reference_on_random_shapes() {
     }
 }
 
-/// Which matrix kernel `conv` must run on `kernels`: pinsight's own NEON one on aarch64's NEON
-/// sets unless a weight is −128 (which it refuses), tract-linalg's otherwise. Asserting it keeps
-/// a test from silently checking the fallback instead of the kernel it means to.
+/// Which matrix kernel `conv` must run on `kernels`: pinsight's own on the AVX2 sets, and on
+/// aarch64's NEON sets unless a weight is −128 (which the NEON kernel refuses); tract-linalg's
+/// otherwise. Asserting it keeps a test from silently checking the fallback instead of the
+/// kernel it means to.
 ///
 /// Note: on an x86 host with AMX, tract-linalg 0.23 picks `avx512amx_mmm_i32_8x8` for some
 /// shapes, and it segfaults when another test thread runs at the same time (found with other
 /// random shapes; not fixed here).
 fn assert_matrix_kernel(conv: &PointwiseConv, kernels: KernelSet, weights: &[i8], what: &str) {
-    let neon = cfg!(target_arch = "aarch64")
-        && matches!(kernels, KernelSet::Neon | KernelSet::NeonDotprod)
-        && !weights.contains(&i8::MIN);
-    let name = conv.kernel_name();
-    let expected = match kernels {
-        KernelSet::NeonDotprod => "pinsight_neon_sdot_4x4",
-        _ => "pinsight_neon_smull_4x4",
+    let ours = match kernels {
+        KernelSet::Avx2 => Some("pinsight_avx2_madd_4x2"),
+        KernelSet::AvxVnni => Some("pinsight_avxvnni_4x2"),
+        KernelSet::Avx512Vnni => Some("pinsight_avx512vnni_4x4"),
+        KernelSet::Neon if !weights.contains(&i8::MIN) => Some("pinsight_neon_smull_4x4"),
+        KernelSet::NeonDotprod if !weights.contains(&i8::MIN) => Some("pinsight_neon_sdot_4x4"),
+        _ => None,
     };
-    if neon {
-        assert_eq!(name, expected, "{what} ({kernels})");
-    } else {
-        assert!(
-            !name.starts_with("pinsight_neon"),
+    let name = conv.kernel_name();
+    match ours {
+        Some(expected) => assert_eq!(name, expected, "{what} ({kernels})"),
+        None => assert!(
+            !name.starts_with("pinsight_"),
             "{what} ({kernels}): {name} is tract-linalg's"
-        );
+        ),
     }
 }
 

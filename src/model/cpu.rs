@@ -24,8 +24,12 @@ pub struct CpuFeatures {
     pub avx2: bool,
     /// x86_64: fused multiply-add, used by tract's float kernels.
     pub fma: bool,
-    /// x86_64: AVX-512 int8 dot products, used by tract-linalg's int8 matrix kernels.
+    /// x86_64: int8 dot products (VPDPBUSD) in their AVX-512 encoding, with the 256-bit forms
+    /// (AVX-512 VL) and 32 vector registers: Ice Lake and later Xeons, AMD Zen 4 and later.
     pub avx512vnni: bool,
+    /// x86_64: the same dot products in the VEX encoding (AVX-VNNI, 16 registers): Intel
+    /// desktop CPUs from Alder Lake on, which lack AVX-512.
+    pub avxvnni: bool,
     /// aarch64: Advanced SIMD (part of the baseline on every aarch64 Linux CPU).
     pub neon: bool,
     /// aarch64: SDOT/UDOT (Cortex-A76 and later, Jetson Orin; not the Pi 4's Cortex-A72).
@@ -51,7 +55,9 @@ impl CpuFeatures {
         CpuFeatures {
             avx2: std::arch::is_x86_feature_detected!("avx2"),
             fma: std::arch::is_x86_feature_detected!("fma"),
-            avx512vnni: std::arch::is_x86_feature_detected!("avx512vnni"),
+            avx512vnni: std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("avx512vl"),
+            avxvnni: std::arch::is_x86_feature_detected!("avxvnni"),
             ..CpuFeatures::default()
         }
     }
@@ -77,6 +83,7 @@ impl CpuFeatures {
         has(self.avx2, other.avx2)
             && has(self.fma, other.fma)
             && has(self.avx512vnni, other.avx512vnni)
+            && has(self.avxvnni, other.avxvnni)
             && has(self.neon, other.neon)
             && has(self.dotprod, other.dotprod)
             && has(self.i8mm, other.i8mm)
@@ -84,7 +91,12 @@ impl CpuFeatures {
 
     /// The fastest kernel set of the int8 engine that these features allow.
     pub fn kernels(self) -> KernelSet {
-        if cfg!(target_arch = "x86_64") && self.avx2 {
+        let x86 = cfg!(target_arch = "x86_64") && self.avx2;
+        if x86 && self.avx512vnni {
+            KernelSet::Avx512Vnni
+        } else if x86 && self.avxvnni {
+            KernelSet::AvxVnni
+        } else if x86 {
             KernelSet::Avx2
         } else if cfg!(target_arch = "aarch64") && self.neon && self.dotprod {
             KernelSet::NeonDotprod
@@ -104,6 +116,7 @@ impl fmt::Display for CpuFeatures {
             (self.avx2, "avx2"),
             (self.fma, "fma"),
             (self.avx512vnni, "avx512vnni"),
+            (self.avxvnni, "avxvnni"),
             (self.neon, "neon"),
             (self.dotprod, "dotprod"),
             (self.i8mm, "i8mm"),
@@ -115,6 +128,10 @@ impl fmt::Display for CpuFeatures {
     }
 }
 
+/// The environment variable that restricts the int8 engine to one kernel set
+/// ([`KernelSet::chosen`]).
+pub const KERNELS_VARIABLE: &str = "PINSIGHT_KERNELS";
+
 /// Which of its own kernels the int8 engine runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KernelSet {
@@ -122,8 +139,13 @@ pub enum KernelSet {
     /// aarch64 the pointwise convolutions then run on tract-linalg.
     Portable,
     /// x86_64: AVX2 depthwise convolution and requantization, AVX2 builds of the element-wise
-    /// loops.
+    /// loops, and the matrix product on VPMADDWD (activations and weights widened to 16 bits).
     Avx2,
+    /// x86_64: as [`KernelSet::Avx2`], the matrix product on VEX-encoded VPDPBUSD (AVX-VNNI).
+    AvxVnni,
+    /// x86_64: as [`KernelSet::Avx2`], the matrix product on 256-bit EVEX VPDPBUSD (AVX-512
+    /// VNNI and VL), a larger tile in the 32 vector registers.
+    Avx512Vnni,
     /// aarch64: NEON depthwise convolution, requantization and matrix product (SMULL/SADALP).
     Neon,
     /// aarch64: as [`KernelSet::Neon`], the matrix product on SDOT.
@@ -132,19 +154,23 @@ pub enum KernelSet {
 
 impl KernelSet {
     /// Every kernel set, whatever the target.
-    pub const ALL: [KernelSet; 4] = [
+    pub const ALL: [KernelSet; 6] = [
         KernelSet::Portable,
         KernelSet::Avx2,
+        KernelSet::AvxVnni,
+        KernelSet::Avx512Vnni,
         KernelSet::Neon,
         KernelSet::NeonDotprod,
     ];
 
-    /// The name `pinsight bench` and the logs print: `portable`, `avx2`, `neon`,
-    /// `neon-dotprod`.
+    /// The name `pinsight bench`, `--version` and the logs print, and `PINSIGHT_KERNELS`
+    /// takes: `portable`, `avx2`, `avx-vnni`, `avx512-vnni`, `neon`, `neon-dotprod`.
     pub fn name(self) -> &'static str {
         match self {
             KernelSet::Portable => "portable",
             KernelSet::Avx2 => "avx2",
+            KernelSet::AvxVnni => "avx-vnni",
+            KernelSet::Avx512Vnni => "avx512-vnni",
             KernelSet::Neon => "neon",
             KernelSet::NeonDotprod => "neon-dotprod",
         }
@@ -156,6 +182,16 @@ impl KernelSet {
         match self {
             KernelSet::Portable => none,
             KernelSet::Avx2 => CpuFeatures { avx2: true, ..none },
+            KernelSet::AvxVnni => CpuFeatures {
+                avx2: true,
+                avxvnni: true,
+                ..none
+            },
+            KernelSet::Avx512Vnni => CpuFeatures {
+                avx2: true,
+                avx512vnni: true,
+                ..none
+            },
             KernelSet::Neon => CpuFeatures { neon: true, ..none },
             KernelSet::NeonDotprod => CpuFeatures {
                 neon: true,
@@ -169,10 +205,62 @@ impl KernelSet {
     pub fn runs_here(self) -> bool {
         let built_for = match self {
             KernelSet::Portable => true,
-            KernelSet::Avx2 => cfg!(target_arch = "x86_64"),
+            KernelSet::Avx2 | KernelSet::AvxVnni | KernelSet::Avx512Vnni => {
+                cfg!(target_arch = "x86_64")
+            }
             KernelSet::Neon | KernelSet::NeonDotprod => cfg!(target_arch = "aarch64"),
         };
         built_for && self.needs().within(CpuFeatures::detected())
+    }
+
+    /// Whether the set runs the AVX2 element-wise and depthwise kernels (every x86 set but
+    /// portable).
+    pub fn avx2(self) -> bool {
+        matches!(
+            self,
+            KernelSet::Avx2 | KernelSet::AvxVnni | KernelSet::Avx512Vnni
+        )
+    }
+
+    /// Whether the set runs the NEON element-wise and depthwise kernels.
+    pub fn neon(self) -> bool {
+        matches!(self, KernelSet::Neon | KernelSet::NeonDotprod)
+    }
+
+    /// The set named `name` ([`Self::name`]).
+    pub fn from_name(name: &str) -> Option<KernelSet> {
+        KernelSet::ALL.into_iter().find(|set| set.name() == name)
+    }
+
+    /// The set the int8 engine runs by default: the fastest this CPU allows, or the one the
+    /// `PINSIGHT_KERNELS` environment variable names (to measure or test another set on one
+    /// machine), which must be one this CPU can execute.
+    pub fn chosen() -> Result<KernelSet, String> {
+        let detected = CpuFeatures::detected();
+        let Some(name) = std::env::var_os(KERNELS_VARIABLE) else {
+            return Ok(detected.kernels());
+        };
+        let name = name.to_string_lossy();
+        let names = || {
+            KernelSet::runnable()
+                .iter()
+                .map(|set| set.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match KernelSet::from_name(&name) {
+            Some(set) if set.runs_here() => Ok(set),
+            Some(set) => Err(format!(
+                "{KERNELS_VARIABLE}={name}: the {set} kernels need {}, this CPU has {detected}; \
+                 this CPU runs {}",
+                set.needs(),
+                names()
+            )),
+            None => Err(format!(
+                "{KERNELS_VARIABLE}={name}: no such kernel set; this CPU runs {}",
+                names()
+            )),
+        }
     }
 
     /// The sets this machine can execute, portable first.

@@ -15,17 +15,20 @@
 //! and leaves nothing between two kernels but the kernels. What it cannot read it refuses with
 //! the reason, and pinsight falls back on tract.
 //!
-//! The heavy lifting stays in tract-linalg: pointwise convolutions (88% of the arithmetic) are
-//! its int8 matrix kernels on weights packed at load ([`pointwise`]). Depthwise convolutions
-//! are direct kernels here ([`depthwise`]); the rest is element-wise ([`kernels`]).
+//! Pointwise convolutions (88% of the arithmetic) are matrix products ([`pointwise`]): on the
+//! SIMD kernel sets pinsight's own, elsewhere tract-linalg's int8 matrix kernels on weights
+//! packed at load. Depthwise convolutions are direct kernels here ([`depthwise`]); the rest is
+//! element-wise ([`kernels`]).
 //!
-//! Which SIMD kernels run (AVX2, NEON with or without SDOT, or none) is the
+//! Which SIMD kernels run (AVX2 with or without VNNI, NEON with or without SDOT, or none) is the
 //! [`KernelSet`] the executor is built with, picked from the CPU features probed once
 //! ([`super::cpu`]) and passed down to every kernel; no kernel probes the CPU itself.
 
 pub mod depthwise;
 #[cfg(target_arch = "aarch64")]
 mod gemm_neon;
+#[cfg(target_arch = "x86_64")]
+mod gemm_x86;
 mod graph;
 pub mod kernels;
 pub mod pointwise;

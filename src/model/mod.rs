@@ -135,10 +135,10 @@ impl Backbone {
         Backbone::load_with(path, Engine::default())
     }
 
-    /// Loads a backbone file on `engine`; the int8 engine runs the kernels this CPU has
-    /// ([`CpuFeatures::detected`]).
+    /// Loads a backbone file on `engine`; the int8 engine runs the fastest kernels this CPU
+    /// has, or those `PINSIGHT_KERNELS` names ([`KernelSet::chosen`]).
     pub fn load_with(path: &Path, engine: Engine) -> Result<Backbone> {
-        Backbone::load_on(path, engine, CpuFeatures::detected().kernels())
+        Backbone::load_on(path, engine, KernelSet::chosen().map_err(Error::Usage)?)
     }
 
     /// Loads a backbone file on `engine`, the int8 engine on `kernels` (to compare kernel sets,

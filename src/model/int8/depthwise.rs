@@ -128,7 +128,7 @@ impl DepthwiseConv {
         let last = first + (pixels - 1) * step + offsets[offsets.len() - 1] + c;
         assert!(last <= input.len(), "depthwise window outside the input");
         #[cfg(target_arch = "aarch64")]
-        if matches!(kernels, KernelSet::Neon | KernelSet::NeonDotprod) {
+        if kernels.neon() {
             let mut p = 0;
             let mut rows: Vec<*const u8> = offsets
                 .iter()
@@ -183,7 +183,7 @@ impl DepthwiseConv {
         kernels: KernelSet,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if kernels == KernelSet::Avx2 {
+        if kernels.avx2() {
             let taps = rows.len();
             if rows.len() % 2 == 1 {
                 rows.push(zeros);

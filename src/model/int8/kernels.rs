@@ -28,7 +28,7 @@ fn bound(value: f32, low: f32, high: f32) -> f32 {
     if value > high { high } else { value }
 }
 
-/// Runs `$body` compiled for AVX2 when `$kernels` is [`KernelSet::Avx2`] (same code, wider
+/// Runs `$body` compiled for AVX2 when `$kernels` runs AVX2 ([`KernelSet::avx2`]) (same code, wider
 /// vectors), else as built for the target's baseline.
 macro_rules! with_avx2 {
     ($kernels:expr, $body:expr) => {{
@@ -41,7 +41,7 @@ macro_rules! with_avx2 {
                 f()
             }
             let kernels: KernelSet = $kernels;
-            if kernels == KernelSet::Avx2 {
+            if kernels.avx2() {
                 kernels.assert_runs_here();
                 // SAFETY: the CPU has AVX2 (`assert_runs_here` just above asserts it); the body
                 // is safe code, only compiled with AVX2 enabled.
@@ -131,13 +131,13 @@ impl Requantizer {
         assert!(acc.len().is_multiple_of(m), "requantize: whole pixels");
         kernels.assert_runs_here();
         #[cfg(target_arch = "x86_64")]
-        if kernels == KernelSet::Avx2 {
+        if kernels.avx2() {
             // SAFETY: the CPU has AVX2 (`assert_runs_here` above); `requantize_avx2` asserts
             // the lengths it relies on.
             return unsafe { simd::requantize_avx2(self, acc, out) };
         }
         #[cfg(target_arch = "aarch64")]
-        if matches!(kernels, KernelSet::Neon | KernelSet::NeonDotprod) {
+        if kernels.neon() {
             // SAFETY: the CPU has NEON (`assert_runs_here` above); `requantize_neon` asserts
             // the lengths it relies on.
             return unsafe { simd::requantize_neon(self, acc, out) };

@@ -1,7 +1,7 @@
 //! Pointwise (1 × 1) convolution — and any convolution after im2col — as an int8 matrix product:
-//! on aarch64 pinsight's own NEON kernel (`gemm_neon.rs`: no packing, requantization
-//! fused), elsewhere tract-linalg's kernels (AVX2 / AVX-512 VNNI on x86, NEON on armv7) with the
-//! weights packed once at load.
+//! on aarch64's and x86_64's SIMD kernel sets pinsight's own kernels (`gemm_neon.rs`,
+//! `gemm_x86.rs`: no packing, requantization fused), elsewhere (the portable set, armv7)
+//! tract-linalg's kernels with the weights packed once at load.
 //!
 //! The rest of these notes are about the tract-linalg path.
 //! With the output channels as the matrix rows and the pixels as its columns,
@@ -80,6 +80,8 @@ enum Backend {
     Tract(TractGemm),
     #[cfg(target_arch = "aarch64")]
     Neon(super::gemm_neon::NeonGemm),
+    #[cfg(target_arch = "x86_64")]
+    X86(super::gemm_x86::X86Gemm),
 }
 
 /// The matrix product on a tract-linalg kernel.
@@ -122,8 +124,8 @@ struct TractScratch {
 impl PointwiseConv {
     /// `weights` row-major `[m][k]`; `bias` int32 per output channel in the accumulator's scale;
     /// `x_zero` the input's zero point; `pixels` how many pixels a run will see (used to pick
-    /// the kernel); `kernels` the set it runs on (on aarch64, the NEON sets run pinsight's
-    /// own matrix kernel, the portable set tract-linalg's).
+    /// the kernel); `kernels` the set it runs on (the NEON and AVX2 sets run pinsight's own
+    /// matrix kernels, the portable set tract-linalg's).
     pub fn new(
         weights: &[i8],
         bias: &[i32],
@@ -150,6 +152,20 @@ impl PointwiseConv {
                     backend: Backend::Neon(gemm),
                 });
             }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if kernels.avx2() {
+            let m = PointwiseConv::check(weights, bias, k, &requant)?;
+            // The kernels multiply the activations as they are.
+            let bias = fold_offset(weights, bias, k, -i32::from(x_zero));
+            let gemm = super::gemm_x86::X86Gemm::new(weights, &bias, k, requant.scales(), kernels);
+            return Ok(PointwiseConv {
+                m,
+                k,
+                requant,
+                kernels,
+                backend: Backend::X86(gemm),
+            });
         }
         PointwiseConv::on_tract(weights, bias, k, x_zero, requant, pixels, kernels)
     }
@@ -217,6 +233,8 @@ impl PointwiseConv {
             Backend::Tract(t) => t.mmm.name(),
             #[cfg(target_arch = "aarch64")]
             Backend::Neon(g) => g.name(),
+            #[cfg(target_arch = "x86_64")]
+            Backend::X86(g) => g.name(),
         }
     }
 
@@ -226,6 +244,8 @@ impl PointwiseConv {
                 Backend::Tract(t) => Some(t.scratch(self.k, self.m)),
                 #[cfg(target_arch = "aarch64")]
                 Backend::Neon(_) => None,
+                #[cfg(target_arch = "x86_64")]
+                Backend::X86(_) => None,
             },
         }
     }
@@ -256,13 +276,22 @@ impl PointwiseConv {
                 g.run(input, output, &self.requant);
                 Ok(())
             }
+            #[cfg(target_arch = "x86_64")]
+            Backend::X86(g) => {
+                g.run(input, output, &self.requant);
+                Ok(())
+            }
         }
     }
 }
 
-/// The bias plus `(128 − x_zero) · Σ_k w[m][k]`: the kernels multiply `x − 128`.
+/// The bias plus `(128 − x_zero) · Σ_k w[m][k]`: for kernels that multiply `x − 128`.
 fn offset_bias(weights: &[i8], bias: &[i32], k: usize, x_zero: u8) -> Vec<i32> {
-    let offset = 128 - i32::from(x_zero);
+    fold_offset(weights, bias, k, 128 - i32::from(x_zero))
+}
+
+/// The bias plus `offset · Σ_k w[m][k]`.
+fn fold_offset(weights: &[i8], bias: &[i32], k: usize, offset: i32) -> Vec<i32> {
     bias.iter()
         .zip(weights.chunks_exact(k))
         .map(|(&b, row)| b + offset * row.iter().map(|&w| i32::from(w)).sum::<i32>())

@@ -1,0 +1,373 @@
+//! The pointwise convolution's matrix product on x86_64, in the layout of `gemm_neon.rs`:
+//! activations stay NHWC (each pixel's k values contiguous) and the weights row-major, so
+//! nothing is packed per inference, and each tile is requantized while it is in registers.
+//!
+//! Each output is a dot product over k, a vector of k at a time, in one of three ways:
+//! - AVX2 ([`KernelSet::Avx2`]): the 16 activations of a step are widened to i16 (VPMOVZXBW)
+//!   and meet weights widened to i16 at load; VPMADDWD multiplies and adds pairs into eight
+//!   int32 lanes, 16 multiply-accumulates per instruction plus an add. Exact for every u8 × i8
+//!   (a pair is at most 2 × 255 × 128 = 65 280). VPMADDUBSW, which takes the bytes as they
+//!   are, adds its pairs in saturating i16 and would clip 255 × 127 + 255 × 127.
+//! - AVX-VNNI ([`KernelSet::AvxVnni`]): VPDPBUSD multiplies u8 activations by i8 weights and
+//!   adds groups of four into int32, 32 a step, exact; VEX-encoded, 16 vector registers.
+//! - AVX-512 VNNI ([`KernelSet::Avx512Vnni`]): the same instruction EVEX-encoded on 256-bit
+//!   vectors, whose 32 registers hold a tile twice as wide.
+//!
+//! A tile is 4 output channels × `P` pixels, one int32 vector of partial sums each; the
+//! activations enter as they are (u8), so the caller folds `−x_zero · Σ w` into the bias.
+//! The requantization matches [`Requantizer::one`] bit for bit: int32 to f32, times the
+//! channel's scale, clamped, rounded half to even (CVTPS2DQ in the default rounding mode,
+//! which Rust never changes), plus the zero point.
+
+use std::arch::x86_64::*;
+use std::mem::size_of;
+
+use super::kernels::Requantizer;
+use crate::model::cpu::KernelSet;
+
+/// Output channels a weight block holds: 4 × k values stay in L1 across the pixels they meet.
+const L1_WEIGHT_BYTES: usize = 16 * 1024;
+
+/// The widest step of k (a 256-bit vector of u8).
+const MAX_STEP: usize = 32;
+
+#[derive(Clone, Debug)]
+pub(super) struct X86Gemm {
+    m: usize,
+    k: usize,
+    /// `k` rounded up to the step.
+    kp: usize,
+    kernels: KernelSet,
+    /// AVX2: `[m rounded up to 4][kp]` widened to i16, zero padded.
+    wide: Vec<i16>,
+    /// VNNI: `[m rounded up to 4][kp]`, zero padded.
+    bytes: Vec<i8>,
+    /// Bias per output channel (with the activation offset folded in), padded to a multiple
+    /// of 4.
+    bias: Vec<i32>,
+    scales: Vec<f32>,
+}
+
+impl X86Gemm {
+    /// `weights` row-major `[m][k]`; `bias` with `−x_zero · Σ w` folded in. Panics unless
+    /// `kernels` is one of the AVX2 sets and this CPU executes it.
+    pub(super) fn new(
+        weights: &[i8],
+        bias: &[i32],
+        k: usize,
+        scales: &[f32],
+        kernels: KernelSet,
+    ) -> X86Gemm {
+        assert!(
+            kernels.avx2() && kernels.runs_here(),
+            "x86 gemm on the {kernels} kernels"
+        );
+        let m = bias.len();
+        assert!(
+            k > 0 && weights.len() == m * k && scales.len() == m,
+            "x86 gemm: weights are not {m}x{k} or scales not {m}"
+        );
+        let kp = k.next_multiple_of(step(kernels));
+        let m4 = m.next_multiple_of(4);
+        let mut bytes = vec![0i8; m4 * kp];
+        for (row, weights) in bytes.chunks_exact_mut(kp).zip(weights.chunks_exact(k)) {
+            row[..k].copy_from_slice(weights);
+        }
+        let wide = if kernels == KernelSet::Avx2 {
+            std::mem::take(&mut bytes)
+                .into_iter()
+                .map(i16::from)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut bias = bias.to_vec();
+        bias.resize(m4, 0);
+        let mut scales = scales.to_vec();
+        scales.resize(m4, 0.0);
+        X86Gemm {
+            m,
+            k,
+            kp,
+            kernels,
+            wide,
+            bytes,
+            bias,
+            scales,
+        }
+    }
+
+    pub(super) fn name(&self) -> &'static str {
+        match self.kernels {
+            KernelSet::AvxVnni => "pinsight_avxvnni_4x2",
+            KernelSet::Avx512Vnni => "pinsight_avx512vnni_4x4",
+            _ => "pinsight_avx2_madd_4x2",
+        }
+    }
+
+    /// `input` is `pixels × k` u8, `output` `pixels × m` u8.
+    pub(super) fn run(&self, input: &[u8], output: &mut [u8], requant: &Requantizer) {
+        let pixels = input.len() / self.k;
+        assert_eq!(input.len(), pixels * self.k, "gemm input");
+        assert_eq!(output.len(), pixels * self.m, "gemm output");
+        if pixels == 0 {
+            return;
+        }
+        // SAFETY: `new` asserted that this CPU executes `self.kernels`, whose features each
+        // function below enables; `run` asserts every length its loads and stores rely on.
+        unsafe {
+            match self.kernels {
+                KernelSet::AvxVnni => run_avxvnni(self, input, output, requant),
+                KernelSet::Avx512Vnni => run_avx512vnni(self, input, output, requant),
+                _ => run_avx2(self, input, output, requant),
+            }
+        }
+    }
+}
+
+/// k values per step of `kernels`' matrix product.
+fn step(kernels: KernelSet) -> usize {
+    if kernels == KernelSet::Avx2 {
+        16
+    } else {
+        MAX_STEP
+    }
+}
+
+/// One step of k: loads and the multiply-accumulate.
+trait Step {
+    /// k values a step covers.
+    const K: usize;
+    type Weight;
+
+    /// The weights of one channel for one step.
+    unsafe fn weights(p: *const Self::Weight) -> __m256i;
+    /// The activations of one pixel for one step.
+    unsafe fn activations(p: *const u8) -> __m256i;
+    /// `acc + Σ w·x`, in eight int32 partial sums.
+    unsafe fn mac(acc: __m256i, w: __m256i, x: __m256i) -> __m256i;
+}
+
+struct Madd;
+
+impl Step for Madd {
+    const K: usize = 16;
+    type Weight = i16;
+
+    #[inline(always)]
+    unsafe fn weights(p: *const i16) -> __m256i {
+        // SAFETY: the caller's: 32 readable bytes at `p`, a CPU with AVX.
+        unsafe { _mm256_loadu_si256(p.cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn activations(p: *const u8) -> __m256i {
+        // SAFETY: the caller's: 16 readable bytes at `p`, a CPU with AVX2.
+        unsafe { _mm256_cvtepu8_epi16(_mm_loadu_si128(p.cast())) }
+    }
+
+    #[inline(always)]
+    unsafe fn mac(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+        // SAFETY: register-only AVX2 instructions; the caller's CPU has AVX2.
+        unsafe { _mm256_add_epi32(acc, _mm256_madd_epi16(w, x)) }
+    }
+}
+
+struct VexDot;
+
+impl Step for VexDot {
+    const K: usize = 32;
+    type Weight = i8;
+
+    #[inline(always)]
+    unsafe fn weights(p: *const i8) -> __m256i {
+        // SAFETY: the caller's: 32 readable bytes at `p`, a CPU with AVX.
+        unsafe { _mm256_loadu_si256(p.cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn activations(p: *const u8) -> __m256i {
+        // SAFETY: the caller's: 32 readable bytes at `p`, a CPU with AVX.
+        unsafe { _mm256_loadu_si256(p.cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn mac(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+        // SAFETY: register-only; only reached from `run_avxvnni`, on a CPU with AVX-VNNI.
+        unsafe { _mm256_dpbusd_avx_epi32(acc, x, w) }
+    }
+}
+
+struct EvexDot;
+
+impl Step for EvexDot {
+    const K: usize = 32;
+    type Weight = i8;
+
+    #[inline(always)]
+    unsafe fn weights(p: *const i8) -> __m256i {
+        // SAFETY: the caller's: 32 readable bytes at `p`, a CPU with AVX.
+        unsafe { _mm256_loadu_si256(p.cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn activations(p: *const u8) -> __m256i {
+        // SAFETY: the caller's: 32 readable bytes at `p`, a CPU with AVX.
+        unsafe { _mm256_loadu_si256(p.cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn mac(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+        // SAFETY: register-only; only reached from `run_avx512vnni`, on a CPU with AVX-512
+        // VNNI and VL.
+        unsafe { _mm256_dpbusd_epi32(acc, x, w) }
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn run_avx2(g: &X86Gemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
+    // SAFETY: the CPU has AVX2 (this function's contract); `run` asserts its lengths.
+    unsafe { run::<Madd, 2>(g, &g.wide, input, output, requant) }
+}
+
+/// # Safety
+/// The CPU must have AVX2 and AVX-VNNI.
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn run_avxvnni(g: &X86Gemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
+    // SAFETY: the CPU has AVX2 and AVX-VNNI (this function's contract); `run` asserts its
+    // lengths.
+    unsafe { run::<VexDot, 2>(g, &g.bytes, input, output, requant) }
+}
+
+/// # Safety
+/// The CPU must have AVX2, AVX-512 VNNI and AVX-512 VL.
+#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+unsafe fn run_avx512vnni(g: &X86Gemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
+    // SAFETY: the CPU has AVX2, AVX-512 VNNI and VL (this function's contract); `run` asserts
+    // its lengths.
+    unsafe { run::<EvexDot, 4>(g, &g.bytes, input, output, requant) }
+}
+
+/// The matrix product on `S`'s steps, tiles of 4 channels × `P` pixels (`P` ≤ 4).
+///
+/// # Safety
+/// `S`'s instructions and AVX2 run on this CPU. The lengths are asserted here.
+#[inline(always)]
+unsafe fn run<S: Step, const P: usize>(
+    g: &X86Gemm,
+    weights: &[S::Weight],
+    input: &[u8],
+    output: &mut [u8],
+    requant: &Requantizer,
+) {
+    let (m, k, kp) = (g.m, g.k, g.kp);
+    let m4 = m.next_multiple_of(4);
+    // What every load and store below stays inside of.
+    assert!(P <= 4 && S::K * size_of::<S::Weight>() == 32 && S::K <= MAX_STEP);
+    assert!(k > 0 && kp >= k && kp.is_multiple_of(S::K), "x86 gemm: k");
+    assert!(
+        weights.len() >= m4 * kp && g.bias.len() >= m4 && g.scales.len() >= m4,
+        "x86 gemm: weights, bias and scales padded to whole tiles"
+    );
+    let pixels = input.len() / k;
+    assert!(
+        pixels > 0 && input.len() == pixels * k && output.len() == pixels * m,
+        "x86 gemm: input and output are whole pixels"
+    );
+    let full = k / S::K;
+    let tail = k > full * S::K;
+    let block = (L1_WEIGHT_BYTES / (kp * size_of::<S::Weight>())).max(4) / 4 * 4;
+    // The last, partial step of k of each pixel of a tile, copied so that a whole-step load
+    // stays inside the buffer (what the copy holds past k meets zero weights).
+    let mut tails = [[0u8; MAX_STEP]; P];
+    // SAFETY: the CPU runs `S` and AVX2 (this function's contract). With the lengths asserted
+    // above: each of the P rows starts at pixel `min(p0 + j, pixels − 1)`, so at `·k` with `k`
+    // bytes after it in `input`; the full steps `s < full` read `s·K..s·K + K <= k` bytes
+    // (16 widened, or 32), the tail copies `k − full·K` bytes from `full·K` (to `k`) into an
+    // array of MAX_STEP >= K bytes; weight rows `c0 + i < m4` are read at
+    // `·kp + s·K..+K <= kp` elements (32 bytes), bias and scales at `c0..c0 + 4 <= m4`;
+    // output is written for pixels `p0 + j < pixels` at `(p0 + j)·m + c0`, `min(m − c0, 4)`
+    // bytes, so at most to `pixels·m`.
+    unsafe {
+        let (low, high) = requant.bounds();
+        let (low, high) = (_mm_set1_ps(low), _mm_set1_ps(high));
+        let zero = _mm_set1_epi32(requant.zero_point());
+        for block_start in (0..m).step_by(block) {
+            let block_end = (block_start + block).min(m);
+            for p0 in (0..pixels).step_by(P) {
+                // Rows past the last pixel repeat it; their results are not stored.
+                let rows: [*const u8; P] =
+                    std::array::from_fn(|j| input.as_ptr().add((p0 + j).min(pixels - 1) * k));
+                if tail {
+                    for (tail, &row) in tails.iter_mut().zip(&rows) {
+                        std::ptr::copy_nonoverlapping(
+                            row.add(full * S::K),
+                            tail.as_mut_ptr(),
+                            k - full * S::K,
+                        );
+                    }
+                }
+                for c0 in (block_start..block_end).step_by(4) {
+                    let w: [*const S::Weight; 4] =
+                        std::array::from_fn(|i| weights.as_ptr().add((c0 + i) * kp));
+                    let mut acc = [[_mm256_setzero_si256(); P]; 4];
+                    let mut step = |s: usize, x: [__m256i; P]| {
+                        for i in 0..4 {
+                            let w = S::weights(w[i].add(s * S::K));
+                            for j in 0..P {
+                                acc[i][j] = S::mac(acc[i][j], w, x[j]);
+                            }
+                        }
+                    };
+                    for s in 0..full {
+                        step(s, rows.map(|row| S::activations(row.add(s * S::K))));
+                    }
+                    if tail {
+                        let x = std::array::from_fn(|j| S::activations(tails[j].as_ptr()));
+                        step(full, x);
+                    }
+                    // Per pixel j: the four channels' sums, then bias, scale, clamp, round.
+                    let bias = _mm_loadu_si128(g.bias.as_ptr().add(c0).cast());
+                    let scale = _mm_loadu_ps(g.scales.as_ptr().add(c0));
+                    let pixel = |j: usize| {
+                        if j >= P {
+                            return _mm_setzero_si128();
+                        }
+                        let halves = _mm256_hadd_epi32(
+                            _mm256_hadd_epi32(acc[0][j], acc[1][j]),
+                            _mm256_hadd_epi32(acc[2][j], acc[3][j]),
+                        );
+                        let sums = _mm_add_epi32(
+                            _mm256_castsi256_si128(halves),
+                            _mm256_extracti128_si256::<1>(halves),
+                        );
+                        let v = _mm_mul_ps(_mm_cvtepi32_ps(_mm_add_epi32(sums, bias)), scale);
+                        let v = _mm_min_ps(_mm_max_ps(v, low), high);
+                        _mm_add_epi32(_mm_cvtps_epi32(v), zero)
+                    };
+                    let bytes = _mm_packus_epi16(
+                        _mm_packs_epi32(pixel(0), pixel(1)),
+                        _mm_packs_epi32(pixel(2), pixel(3)),
+                    );
+                    let mut words = [0u32; 4];
+                    _mm_storeu_si128(words.as_mut_ptr().cast(), bytes);
+                    let channels = (m - c0).min(4);
+                    for (j, word) in words.iter().enumerate().take((pixels - p0).min(P)) {
+                        let out = output.as_mut_ptr().add((p0 + j) * m + c0);
+                        if channels == 4 {
+                            out.cast::<u32>().write_unaligned(*word);
+                        } else {
+                            std::ptr::copy_nonoverlapping(
+                                word.to_ne_bytes().as_ptr(),
+                                out,
+                                channels,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
