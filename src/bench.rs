@@ -47,6 +47,8 @@ pub struct BenchOptions {
     pub runs: usize,
     /// The photo the synthetic camera frames and the model's input are made from.
     pub photo: PathBuf,
+    /// Threads the int8 engine splits its layers over (tract's engine runs on one).
+    pub threads: usize,
     /// Measure one backbone in this process and print one [`ModelBench`] JSON line: exactly
     /// `runs` + 1 inferences.
     pub model_only: bool,
@@ -135,7 +137,14 @@ pub fn run(args: &BenchOptions) -> Result<(), BenchError> {
             [one] => one.clone(),
             many => return Err(BenchError::OneBackbone(many.len())),
         };
-        let result = measure_model(&backbone, &args.head, args.engine, &photo, runs)?;
+        let result = measure_model(
+            &backbone,
+            &args.head,
+            args.engine,
+            args.threads,
+            &photo,
+            runs,
+        )?;
         serde_json::to_writer(&mut out, &result).map_err(io::Error::from)?;
         writeln!(out)?;
         return Ok(());
@@ -191,7 +200,7 @@ fn frame_table(out: &mut impl Write, photo: &RgbImage, runs: usize) -> io::Resul
 fn model_table(out: &mut impl Write, results: &[ModelBench], runs: usize) -> io::Result<()> {
     writeln!(
         out,
-        "\nbackbone + head, 1 thread, each in a process of its own: ready = load + first inference;\n\
+        "\nbackbone + head, each in a process of its own: ready = load + first inference;\n\
          p50 / p99 of the {runs} inferences after it{}; peak RSS of the process",
         if runs < 100 {
             " (of fewer than 100, p99 is the slowest)"
@@ -208,16 +217,16 @@ fn model_table(out: &mut impl Write, results: &[ModelBench], runs: usize) -> io:
     writeln!(out, "CPU: {}", crate::model::CpuFeatures::detected())?;
     writeln!(
         out,
-        "{:<width$} {:<22} {:>9} {:>9} {:>9} {:>9} {:>9}  top-1",
+        "{:<width$} {:<32} {:>9} {:>9} {:>9} {:>9} {:>9}  top-1",
         "backbone", "engine (kernels)", "ready ms", "load ms", "p50 ms", "p99 ms", "RSS MiB"
     )?;
     for r in results {
         writeln!(
             out,
-            "{:<width$} {:<22} {:>9.0} {:>9.0} {:>9.2} {:>9.2} {:>9}  {} ({:.2})",
+            "{:<width$} {:<32} {:>9.0} {:>9.0} {:>9.2} {:>9.2} {:>9}  {} ({:.2})",
             r.backbone,
             match &r.kernels {
-                Some(kernels) => format!("{} ({kernels})", r.engine),
+                Some(kernels) => format!("{} ({kernels}, {} threads)", r.engine, r.threads),
                 None => r.engine.clone(),
             },
             r.ready_ms,
@@ -253,6 +262,8 @@ fn measure_in_child(args: &BenchOptions, backbone: &Path) -> Result<ModelBench, 
         .arg(args.runs.to_string())
         .arg("--photo")
         .arg(&args.photo)
+        .arg("--threads")
+        .arg(args.threads.to_string())
         .stderr(Stdio::inherit())
         .output()
         .map_err(|source| BenchError::Spawn {
@@ -316,11 +327,13 @@ pub fn measure_model(
     backbone: &Path,
     head_dir: &Path,
     engine: Engine,
+    threads: usize,
     photo: &RgbImage,
     runs: usize,
 ) -> crate::Result<ModelBench> {
     let rss_before_load_kib = peak_rss_kib();
     let started = Instant::now();
+    crate::model::threads::set(threads).map_err(crate::Error::Usage)?;
     let classifier = Classifier::load_with(backbone, head_dir, engine)?;
     let loaded = Instant::now();
     let first = classifier.classify(photo)?.probabilities;
@@ -341,7 +354,12 @@ pub fn measure_model(
         kernels: classifier.kernels().map(|set| set.name().into()),
         backbone: backbone.display().to_string(),
         head: head_dir.display().to_string(),
-        threads: 1,
+        // tract's engine runs on one thread.
+        threads: if classifier.kernels().is_some() {
+            threads as u32
+        } else {
+            1
+        },
         ready_ms: (ready - started).as_secs_f64() * 1e3,
         load_ms: (loaded - started).as_secs_f64() * 1e3,
         first_ms: (ready - loaded).as_secs_f64() * 1e3,

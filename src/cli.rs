@@ -156,6 +156,7 @@ impl ConfigArgs {
             backbone: self.backbone,
             head: self.head,
             engine: None,
+            threads: None,
         };
         Ok(pinsight::config::resolve_run(
             Some(file),
@@ -197,6 +198,10 @@ struct BackboneArgs {
     /// What runs the backbone [default: auto].
     #[arg(long, value_enum)]
     engine: Option<EngineArg>,
+    /// Threads the int8 engine splits each layer over, 1 to 256; the results are the same for
+    /// any count [default: the cores this process may use].
+    #[arg(long, env = "PINSIGHT_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
 }
 
 #[derive(Args)]
@@ -215,6 +220,7 @@ impl ModelArgs {
             backbone: self.backbone.backbone,
             head: self.head,
             engine: self.backbone.engine.map(Engine::from),
+            threads: self.backbone.threads,
         }
     }
 
@@ -443,6 +449,10 @@ impl TrainArgs {
                 pinsight::config::bundled_models().join(pinsight::config::BUNDLED_BACKBONE)
             }),
             engine: self.backbone.engine.map_or(Engine::Auto, Engine::from),
+            threads: self
+                .backbone
+                .threads
+                .map_or_else(pinsight::model::threads::available, usize::from),
             cache: self
                 .cache
                 .unwrap_or_else(pinsight::train::default_cache_dir),
@@ -493,6 +503,7 @@ impl EvalArgs {
             backbone: model.backbone,
             head: model.head,
             engine: model.engine,
+            threads: model.threads,
             json: self.json,
             png: self.png,
         }
@@ -521,6 +532,10 @@ pub struct BenchArgs {
     /// bundled rocket.jpg, beside the models].
     #[arg(long)]
     photo: Option<PathBuf>,
+    /// Threads the int8 engine splits each layer over, 1 to 256 (tract's engine runs on one)
+    /// [default: the cores this process may use].
+    #[arg(long, env = "PINSIGHT_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     /// Measure one backbone in this process and print one JSON line: ready time (load and
     /// first inference), inference p50 and p99, peak RSS. Exactly RUNS + 1 inferences, for
     /// counting instructions (scripts/insn-count).
@@ -538,6 +553,9 @@ impl BenchArgs {
             }),
             runs: self.runs.into(),
             photo: self.photo.unwrap_or_else(pinsight::config::bundled_photo),
+            threads: self
+                .threads
+                .map_or_else(pinsight::model::threads::available, usize::from),
             model_only: self.model_only,
         }
     }

@@ -36,6 +36,8 @@ pub const THRESHOLD: (f32, f32) = (0.0, 1.0);
 pub const SMOOTH: (u16, u16) = (1, 100);
 /// Labels a result lists: 1 to 1000.
 pub const TOP: (u16, u16) = (1, 1000);
+/// Threads the int8 engine splits its layers over ([`crate::model::threads`]).
+pub const THREADS: (u16, u16) = (1, crate::model::threads::MAX as u16);
 
 /// The source when neither the command line, the config file nor its board names one.
 pub const DEFAULT_CAMERA: &str = "/dev/video0";
@@ -52,6 +54,7 @@ pub struct ModelSettings {
     pub backbone: Option<PathBuf>,
     pub head: Option<PathBuf>,
     pub engine: Option<Engine>,
+    pub threads: Option<u16>,
 }
 
 /// What a config file's `[run]` says, or what the command line says of the run.
@@ -84,6 +87,7 @@ struct RawModel {
     backbone: Option<PathBuf>,
     head: Option<PathBuf>,
     engine: Option<Engine>,
+    threads: Option<i64>,
 }
 
 /// `[run]` as written; numbers as TOML gives them, checked in [`load`].
@@ -121,6 +125,11 @@ pub fn load(path: &Path) -> Result<ConfigFile> {
                 backbone: raw.backbone.map(beside),
                 head: raw.head.map(beside),
                 engine: raw.engine,
+                threads: raw
+                    .threads
+                    .map(|v| whole_within(v, THREADS))
+                    .transpose()
+                    .map_err(|r| bad(format!("[model] threads: {r}")))?,
             }
         }
     };
@@ -352,6 +361,10 @@ pub fn resolve_model(model: ModelSettings, file: ModelSettings) -> ModelFiles {
             .or(file.head)
             .unwrap_or_else(|| bundled().join(BUNDLED_HEAD)),
         engine: model.engine.or(file.engine).unwrap_or_default(),
+        threads: model
+            .threads
+            .or(file.threads)
+            .map_or_else(crate::model::threads::available, usize::from),
     }
 }
 
@@ -391,7 +404,7 @@ mod tests {
     #[test]
     fn the_command_line_wins_over_the_file_and_the_file_over_the_defaults() {
         let file = load_text(
-            "[model]\nhead = \"heads/door\"\nengine = \"tract\"\n\
+            "[model]\nhead = \"heads/door\"\nengine = \"tract\"\nthreads = 3\n\
              [run]\nsource = \"/dev/video2\"\nmode = \"triggered\"\nsize = \"320x240\"\n\
              format = \"mjpg\"\nfps = 2.5\nthreshold = 0.8\nsmooth = 5\ntop = 2\n",
         )
@@ -411,6 +424,7 @@ mod tests {
         assert_eq!(config.threshold, 0.25);
         assert_eq!((config.camera.width, config.camera.height), (1280, 720));
         assert_eq!(config.model.engine, Engine::Int8);
+        assert_eq!(config.model.threads, 3);
         assert!(config.model.head.ends_with("heads/door"));
         assert!(config.model.backbone.ends_with(BUNDLED_BACKBONE));
         assert_eq!(config.source, "/dev/video2");
@@ -433,6 +447,7 @@ mod tests {
         assert_eq!(defaults.mode, RunMode::Continuous);
         assert!(defaults.deployment.is_none());
         assert_eq!(defaults.source, DEFAULT_CAMERA);
+        assert_eq!(defaults.model.threads, crate::model::threads::available());
     }
 
     #[test]
@@ -482,6 +497,14 @@ mod tests {
             (
                 "[model]\nengine = \"gpu\"\n",
                 "[model]: unknown variant `gpu`",
+            ),
+            (
+                "[model]\nthreads = 0\n",
+                "[model] threads: 0 is out of range",
+            ),
+            (
+                "[model]\nthreads = 257\n",
+                "[model] threads: 257 is out of range",
             ),
             ("[trigger]\npin = 3\n", "`trigger` needs a `board`"),
             ("colour = \"red\"\n", "unknown key `colour`"),

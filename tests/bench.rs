@@ -7,7 +7,7 @@ use serde_json::Value;
 #[test]
 fn model_only_prints_one_json_line_with_exact_inference_count() {
     let output = common::pinsight()
-        .args(["bench", "--model-only", "--runs", "2"])
+        .args(["bench", "--model-only", "--runs", "2", "--threads", "2"])
         .args(["--photo", "samples/coffee.png", "--backbone"])
         .arg(common::int8_backbone())
         .output()
@@ -25,7 +25,8 @@ fn model_only_prints_one_json_line_with_exact_inference_count() {
         "tract"
     };
     assert_eq!(result["engine"], engine);
-    assert_eq!(result["threads"], 1);
+    // tract's engine runs on one thread; the int8 engine on as many as the test asked for.
+    assert_eq!(result["threads"], if engine == "int8" { 2 } else { 1 });
     assert_eq!(result["runs"], 2);
     assert_eq!(result["inferences"], 3, "the first inference and two timed");
     // Times are reported, never judged: each is there and a real duration. p50 and p99 are
@@ -73,14 +74,25 @@ fn model_only_refuses_two_backbones() {
 )]
 fn report_measures_each_backbone_in_a_process_of_its_own() {
     let output = common::pinsight()
-        .args(["bench", "--runs", "1", "--photo", "samples/coffee.png"])
+        .args([
+            "bench",
+            "--runs",
+            "1",
+            "--photo",
+            "samples/coffee.png",
+            "--threads",
+            "3",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success());
     assert!(stdout.contains("MJPG"), "the frame table is kept");
-    assert!(stdout.contains("1 thread"));
+    assert!(
+        stdout.contains("int8 (") && stdout.contains(", 3 threads)"),
+        "{stdout}"
+    );
     for backbone in ["backbone-int8.onnx", "backbone-float.onnx"] {
         let row = stdout
             .lines()

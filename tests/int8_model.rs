@@ -154,6 +154,54 @@ fn every_kernel_set_gives_the_same_features() {
     }
 }
 
+/// The int8 engine splits its layers over threads by output: every probability of every
+/// sample photo is the same bit for bit on 1, 2 and 3 threads, on every kernel set this machine
+/// runs (checked through `pinsight classify`, one process each, as the thread count is fixed
+/// per process).
+#[test]
+fn every_thread_count_gives_the_same_results() {
+    let photos = [
+        "samples/coffee.png",
+        "samples/chelsea.png",
+        "samples/rocket.jpg",
+    ];
+    let classify = |kernels: KernelSet, threads: u32| {
+        let output = common::pinsight()
+            .args(["classify", "--json", "--top", "1000", "--engine", "int8"])
+            .arg("--threads")
+            .arg(threads.to_string())
+            .args(photos)
+            .env("PINSIGHT_KERNELS", kernels.name())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{kernels}, {threads} threads: {output:?}"
+        );
+        // Each line without its timings.
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let mut result: serde_json::Value = serde_json::from_str(line).unwrap();
+                result.as_object_mut().unwrap().remove("ms");
+                result
+            })
+            .collect::<Vec<_>>()
+    };
+    for kernels in KernelSet::runnable() {
+        let one = classify(kernels, 1);
+        assert_eq!(one.len(), photos.len());
+        assert_eq!(one[0]["top"].as_array().unwrap().len(), 1000);
+        for threads in [2, 3] {
+            assert!(
+                classify(kernels, threads) == one,
+                "{kernels}: {threads} threads differ from one"
+            );
+        }
+    }
+}
+
 /// On held-out ImageNet photos, which stay outside the repository: run
 /// `models/int8_reference.py --out DIR --imagenet ../shared/data/imagenet-val --count 100`, then
 /// `PINSIGHT_INT8_REFERENCE=DIR cargo test --release --test int8_model -- --ignored --nocapture`.

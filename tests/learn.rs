@@ -19,6 +19,7 @@ fn options(data: &Path, out: &Path, cache: &Path) -> TrainOptions {
         out: out.into(),
         backbone: common::int8_backbone(),
         engine: Engine::default(),
+        threads: pinsight::model::threads::count(),
         cache: cache.into(),
         config: TrainConfig::default(),
         augment: false,

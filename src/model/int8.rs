@@ -188,6 +188,10 @@ impl Int8Backbone {
 
     /// The pooled features of one float NCHW image.
     pub(crate) fn features(&self, image: &[f32]) -> TractResult<Vec<f32>> {
+        crate::model::threads::install(|| self.features_here(image))
+    }
+
+    fn features_here(&self, image: &[f32]) -> TractResult<Vec<f32>> {
         let mut features = vec![0f32; self.feature_len];
         let mut guard = self
             .scratch

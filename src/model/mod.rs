@@ -28,6 +28,7 @@ mod fold;
 pub mod head;
 pub mod int8;
 mod proto;
+pub mod threads;
 mod tract;
 
 pub use cpu::{CpuFeatures, KernelSet};

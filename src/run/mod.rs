@@ -25,7 +25,7 @@ use crate::board::Deployment;
 use crate::frame::PixelFormat;
 use crate::gpio::cdev::Chip;
 use crate::gpio::{self, NoOutputs, Outputs, Presses, Signals, Trigger};
-use crate::model::{Classifier, Engine, KernelSet};
+use crate::model::{Classifier, Engine, KernelSet, threads};
 use crate::scores::Guess;
 use crate::source::{Camera, CameraConfig, Files, FrameSource};
 use crate::{Error, Result};
@@ -36,18 +36,23 @@ pub struct ModelFiles {
     pub backbone: PathBuf,
     pub head: PathBuf,
     pub engine: Engine,
+    /// Threads the int8 engine splits its layers over.
+    pub threads: usize,
 }
 
 impl ModelFiles {
-    /// Loads the classifier and logs how long it took and what runs it.
+    /// Loads the classifier (fixing the process's thread count, [`threads::set`]) and logs
+    /// how long it took and what runs it.
     pub fn load(&self) -> Result<Classifier> {
         let started = Instant::now();
+        threads::set(self.threads).map_err(Error::Usage)?;
         let classifier = Classifier::load_with(&self.backbone, &self.head, self.engine)?;
         log::info!(
-            "model ready in {:.0} ms ({} engine, {} kernels)",
+            "model ready in {:.0} ms ({} engine, {} kernels, {} threads)",
             started.elapsed().as_secs_f64() * 1e3,
             classifier.engine(),
-            classifier.kernels().map_or("tract's", KernelSet::name)
+            classifier.kernels().map_or("tract's", KernelSet::name),
+            self.threads
         );
         Ok(classifier)
     }

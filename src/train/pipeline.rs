@@ -32,6 +32,8 @@ pub struct TrainOptions {
     pub backbone: PathBuf,
     /// What runs the backbone.
     pub engine: Engine,
+    /// Threads the int8 engine splits its layers over.
+    pub threads: usize,
     /// The feature cache's folder ([`super::default_cache_dir`] unless the user names one).
     pub cache: PathBuf,
     pub config: TrainConfig,
@@ -115,6 +117,7 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
         dir: options.data.clone(),
         reason,
     })?;
+    crate::model::threads::set(options.threads).map_err(Error::Usage)?;
     let backbone = Arc::new(Backbone::load_with(&options.backbone, options.engine)?);
     let mut extractor = Extractor::new(&backbone, &options.cache)?;
     let started = Instant::now();
@@ -399,6 +402,8 @@ pub struct EvalOptions {
     pub head: PathBuf,
     /// What runs the backbone.
     pub engine: Engine,
+    /// Threads the int8 engine splits its layers over.
+    pub threads: usize,
     /// Where the JSON report goes.
     pub json: PathBuf,
     /// Where the confusion matrix picture goes.
@@ -455,6 +460,7 @@ pub fn evaluate_folder(options: &EvalOptions) -> Result<Evaluated> {
             ),
         });
     }
+    crate::model::threads::set(options.threads).map_err(Error::Usage)?;
     let classifier = Classifier::load_with(&options.backbone, head_dir, options.engine)?;
     let head_index = |class: &str| classifier.labels().iter().position(|l| l == class);
     let unknown: Vec<&String> = photos

@@ -10,6 +10,7 @@
 
 use super::kernels::{Requantizer, Window};
 use crate::model::cpu::KernelSet;
+use crate::model::threads;
 
 /// One depthwise convolution layer (ONNX Conv with `group` = channels, one filter per channel).
 #[derive(Clone, Debug)]
@@ -87,19 +88,38 @@ impl DepthwiseConv {
         // The image inside a border of its zero point, so that every window lies inside it;
         // before it, one row of zero points for the AVX2 kernel's pairs of taps.
         let padded_width = w + left + right;
-        scratch.clear();
-        scratch.resize(c + (h + top + bottom) * padded_width * c, self.x_zero);
+        let padded_rows = h + top + bottom;
+        // Every byte is written below, each once: no need to clear what the last layer left.
+        scratch.resize(c + padded_rows * padded_width * c, self.x_zero);
         let (zeros, padded) = scratch.split_at_mut(c);
-        for (y, line) in input.chunks_exact(w * c).enumerate() {
-            padded[((y + top) * padded_width + left) * c..][..w * c].copy_from_slice(line);
-        }
+        zeros.fill(self.x_zero);
+        let rows = threads::part_size(padded_rows, padded_rows * padded_width * c / 8, 1);
+        threads::for_each_chunk(padded, rows * padded_width * c, |part, chunk| {
+            for (row, out) in chunk.chunks_exact_mut(padded_width * c).enumerate() {
+                match (part * rows + row).checked_sub(top).filter(|&y| y < h) {
+                    Some(y) => {
+                        let (border, rest) = out.split_at_mut(left * c);
+                        let (line, border_right) = rest.split_at_mut(w * c);
+                        border.fill(self.x_zero);
+                        line.copy_from_slice(&input[y * w * c..][..w * c]);
+                        border_right.fill(self.x_zero);
+                    }
+                    None => out.fill(self.x_zero),
+                }
+            }
+        });
         let offsets: Vec<usize> = (0..kh)
             .flat_map(|ky| (0..kw).map(move |kx| (ky * padded_width + kx) * c))
             .collect();
-        for (oy, out) in output.chunks_exact_mut(ow * c).enumerate() {
-            let first = oy * sh * padded_width * c;
-            self.inner_run(padded, first, &offsets, sw * c, out, zeros, kernels);
-        }
+        let (zeros, padded) = (&*zeros, &*padded);
+        // Rows of output split over the threads, each row computed as on one.
+        let rows = threads::part_size(oh, oh * ow * c * kh * kw, 1);
+        threads::for_each_chunk(output, rows * ow * c, |part, out| {
+            for (row, out) in out.chunks_exact_mut(ow * c).enumerate() {
+                let first = (part * rows + row) * sh * padded_width * c;
+                self.inner_run(padded, first, &offsets, sw * c, out, zeros, kernels);
+            }
+        });
     }
 
     /// A run of output pixels: the first one's taps start at `input[first + offsets[t]]`, each
@@ -150,7 +170,7 @@ impl DepthwiseConv {
                     }
                 };
                 let count = if pixels - p >= 4 { 4 } else { 1 };
-                for i in 0..count {
+                for i in (0..count).filter(|_| done < c) {
                     let at = first + (p + i) * step;
                     let slices: Vec<&[u8]> =
                         offsets.iter().map(|&o| &input[at + o..][..c]).collect();

@@ -27,6 +27,8 @@ use tract_onnx::tract_core::tract_linalg::{BinOp, MmmDispatch};
 
 use super::kernels::Requantizer;
 use crate::model::cpu::KernelSet;
+#[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
+use crate::model::threads;
 
 /// How the kernel wants the activations (its B operand) laid out in each panel of `r` pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,15 +275,34 @@ impl PointwiseConv {
             }
             #[cfg(target_arch = "aarch64")]
             Backend::Neon(g) => {
-                g.run(input, output, &self.requant);
+                self.split(input, output, |input, output| {
+                    g.run(input, output, &self.requant)
+                });
                 Ok(())
             }
             #[cfg(target_arch = "x86_64")]
             Backend::X86(g) => {
-                g.run(input, output, &self.requant);
+                self.split(input, output, |input, output| {
+                    g.run(input, output, &self.requant)
+                });
                 Ok(())
             }
         }
+    }
+}
+
+impl PointwiseConv {
+    /// Runs `gemm` on parts of the pixels, over the threads (each pixel computed as on one).
+    #[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
+    fn split(&self, input: &[u8], output: &mut [u8], gemm: impl Fn(&[u8], &mut [u8]) + Sync) {
+        let (m, k) = (self.m, self.k);
+        let pixels = input.len() / k;
+        let part = threads::part_size(pixels, pixels * k * m, 4);
+        threads::for_each_chunk(output, part * m, |i, output| {
+            let first = i * part;
+            let n = output.len() / m;
+            gemm(&input[first * k..(first + n) * k], output)
+        });
     }
 }
 
