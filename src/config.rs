@@ -4,7 +4,7 @@
 //!
 //! ```toml
 //! board = "raspberry-pi-4"  # the board profile, for [trigger] and [outputs] (crate::board)
-//! [model]                   # backbone, head, engine
+//! [model]                   # backbone, head, engine, threads
 //! [run]                     # source, mode, size, format, fps, threshold, smooth, top
 //! [trigger]                 # the deployment: pins (crate::board)
 //! [outputs]
@@ -14,7 +14,8 @@
 //! sets takes pinsight's default ([`resolve_run`]). Paths in the file are relative to the
 //! file's folder. The model's defaults are the bundled files found beside the binary
 //! ([`bundled_models`]), never in the working directory. Every number has the range the
-//! command line gives it ([`FPS`], [`THRESHOLD`], [`SMOOTH`], [`TOP`], [`MAX_SIDE`]).
+//! command line gives it ([`FPS`], [`THRESHOLD`], [`SMOOTH`], [`TOP`], [`THREADS`],
+//! [`MAX_SIDE`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -51,6 +51,12 @@ pub fn resize_region(resizer: &mut Resizer, image: &RgbImage, region: CropBox, o
         .expect("both images are non-empty RGB8 and the region lies inside the source");
 }
 
+/// One 0–255 value of the crop as the backbone's input takes it: `(v − 127) / 128`.
+#[inline]
+pub fn normalise(v: u8) -> f32 {
+    (f32::from(v) - MEAN) / SCALE
+}
+
 /// Turns images into input tensors, reusing its buffers from one image to the next.
 pub struct Preprocessor {
     resizer: Resizer,
@@ -101,9 +107,9 @@ impl Preprocessor {
         let (green, blue) = rest.split_at_mut(plane);
         for (i, pixel) in crop.pixels().enumerate() {
             let [r, g, b] = pixel.0;
-            red[i] = (f32::from(r) - MEAN) / SCALE;
-            green[i] = (f32::from(g) - MEAN) / SCALE;
-            blue[i] = (f32::from(b) - MEAN) / SCALE;
+            red[i] = normalise(r);
+            green[i] = normalise(g);
+            blue[i] = normalise(b);
         }
     }
 }

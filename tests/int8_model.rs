@@ -154,6 +154,29 @@ fn every_kernel_set_gives_the_same_features() {
     }
 }
 
+/// A photo goes from its RGB crop straight to the engine's u8 input (a table lookup a value);
+/// the features are those of the float tensor the same crop makes, bit for bit, on every kernel
+/// set this machine runs.
+#[test]
+fn the_crop_and_the_float_tensor_give_the_same_features() {
+    use pinsight::decode::load_rgb;
+    use pinsight::preprocess::Preprocessor;
+
+    let photos = ["samples/coffee.png", "samples/chelsea.png", "samples/rocket.jpg"];
+    for kernels in KernelSet::runnable() {
+        let backbone = Backbone::load_on(&common::int8_backbone(), Engine::Int8, kernels).unwrap();
+        for photo in photos {
+            let image = load_rgb(&common::repo().join(photo)).unwrap();
+            let mut tensor = Vec::new();
+            Preprocessor::default().tensor(&image, &mut tensor);
+            assert!(
+                backbone.features_of(&image).unwrap() == backbone.features(&tensor).unwrap(),
+                "{photo} ({kernels})"
+            );
+        }
+    }
+}
+
 /// The int8 engine splits its layers over threads by output: every probability of every
 /// sample photo is the same bit for bit on 1, 2 and 3 threads, on every kernel set this machine
 /// runs (checked through `pinsight classify`, one process each, as the thread count is fixed

@@ -37,6 +37,7 @@ use std::sync::Mutex;
 
 use tract_onnx::pb::GraphProto;
 use tract_onnx::prelude::TractResult;
+use tract_onnx::tract_core::internal::ensure;
 
 pub use depthwise::DepthwiseConv;
 pub use kernels::{Quantization, QuantizedAdd, Requantizer, Window};
@@ -77,7 +78,18 @@ pub(crate) struct Int8Backbone {
     feature_len: usize,
     buffer_sizes: Vec<usize>,
     kernels: KernelSet,
+    /// Each 0–255 value of an RGB crop as the first step quantizes it, normalised first
+    /// ([`crate::preprocess::normalise`]): the same integers as the float tensor gives.
+    input_table: [u8; 256],
     scratch: Mutex<Scratch>,
+}
+
+/// What [`Int8Backbone`] is given: the float NCHW tensor, or the 224 × 224 RGB crop (HWC
+/// bytes) it is made from, which goes to u8 NHWC in one table lookup a value.
+#[derive(Clone, Copy)]
+pub(crate) enum Input<'a> {
+    Tensor(&'a [f32]),
+    Rgb(&'a [u8]),
 }
 
 #[derive(Default)]
@@ -103,11 +115,17 @@ impl Int8Backbone {
         let mut buffer_sizes = vec![0usize; buffers.iter().flatten().max().map_or(0, |&b| b + 1)];
         let mut steps = Vec::with_capacity(program.steps.len());
         let mut feature_len = 0;
+        let mut input_table = [0u8; 256];
         let [_, c, h, w] = program.input_shape;
         for step in &program.steps {
             let (oh, ow, oc) = step.output.shape;
             let kernel = match &step.op {
-                Op::Quantize => Kernel::Quantize(step.output.q),
+                Op::Quantize => {
+                    for (v, q8) in (0..=255u8).zip(input_table.iter_mut()) {
+                        *q8 = kernels::quantize_one(crate::preprocess::normalise(v), step.output.q);
+                    }
+                    Kernel::Quantize(step.output.q)
+                }
                 Op::Add => Kernel::Add(QuantizedAdd {
                     a: step.inputs[0].q,
                     b: step.inputs[1].q,
@@ -170,6 +188,7 @@ impl Int8Backbone {
             feature_len,
             buffer_sizes,
             kernels,
+            input_table,
             scratch: Mutex::new(scratch),
         })
     }
@@ -186,12 +205,17 @@ impl Int8Backbone {
         self.kernels
     }
 
-    /// The pooled features of one float NCHW image.
-    pub(crate) fn features(&self, image: &[f32]) -> TractResult<Vec<f32>> {
+    /// The pooled features of one float NCHW image, or of the RGB crop it is made from.
+    pub(crate) fn features(&self, image: Input) -> TractResult<Vec<f32>> {
+        let [_, c, h, w] = self.input_shape;
+        match image {
+            Input::Tensor(values) => ensure!(values.len() == c * h * w, "input tensor length"),
+            Input::Rgb(bytes) => ensure!(c == 3 && bytes.len() == c * h * w, "RGB crop size"),
+        }
         crate::model::threads::install(|| self.features_here(image))
     }
 
-    fn features_here(&self, image: &[f32]) -> TractResult<Vec<f32>> {
+    fn features_here(&self, image: Input) -> TractResult<Vec<f32>> {
         let mut features = vec![0f32; self.feature_len];
         let mut guard = self
             .scratch
@@ -215,13 +239,21 @@ impl Int8Backbone {
                 &scratch.buffers[buffer][..h * w * c]
             };
             match &step.kernel {
-                Kernel::Quantize(q) => kernels::quantize_nchw_to_nhwc(
-                    image,
-                    self.input_shape[1],
-                    *q,
-                    out,
-                    self.kernels,
-                ),
+                Kernel::Quantize(q) => match image {
+                    Input::Tensor(values) => kernels::quantize_nchw_to_nhwc(
+                        values,
+                        self.input_shape[1],
+                        *q,
+                        out,
+                        self.kernels,
+                    ),
+                    // RGB HWC bytes are already NHWC.
+                    Input::Rgb(bytes) => {
+                        for (q8, &v) in out.iter_mut().zip(bytes) {
+                            *q8 = self.input_table[usize::from(v)];
+                        }
+                    }
+                },
                 Kernel::Pointwise(conv) => {
                     let pointwise = scratch.pointwise[ix].as_mut().expect("pointwise scratch");
                     conv.run(input(0), out, pointwise)?

@@ -103,7 +103,7 @@ impl Executor {
         match self {
             Executor::Tract(plan) => plan.run(input),
             Executor::Int8(backbone) => backbone
-                .features(input)
+                .features(int8::Input::Tensor(input))
                 .map_err(|e| Error::Inference(format!("{e:#}"))),
         }
     }
@@ -301,6 +301,20 @@ impl Backbone {
             input,
         } = &mut *buffers;
         let started = Instant::now();
+        if let Executor::Int8(backbone) = &self.executor {
+            // The crop straight to the engine's u8 input, no float tensor between.
+            let crop = preprocessor.crop(image);
+            let preprocess_ms = millis_since(started);
+            let started = Instant::now();
+            let features = backbone
+                .features(int8::Input::Rgb(crop.as_raw()))
+                .map_err(|e| Error::Inference(format!("{e:#}")))?;
+            return Ok(Extraction {
+                features,
+                preprocess_ms,
+                inference_ms: millis_since(started),
+            });
+        }
         preprocessor.tensor(image, input);
         let preprocess_ms = millis_since(started);
         let started = Instant::now();

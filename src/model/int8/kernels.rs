@@ -155,6 +155,16 @@ pub struct Quantization {
     pub zero_point: u8,
 }
 
+/// QuantizeLinear of one value: `saturate(round_half_even(x / scale) + zero_point)`.
+#[inline(always)]
+pub fn quantize_one(x: f32, q: Quantization) -> u8 {
+    let zero = f32::from(q.zero_point);
+    // Clamped before rounding so that the magic-number rounding stays in range; the bounds are
+    // integers, so this equals rounding then saturating.
+    let value = bound(x / q.scale, -zero, 255.0 - zero);
+    (round_half_even(value) + i32::from(q.zero_point)) as u8
+}
+
 /// QuantizeLinear of the float NCHW input (`channels` planes of `pixels` values) into u8 NHWC:
 /// `saturate(round_half_even(x / scale) + zero_point)`, as onnxruntime computes it.
 pub fn quantize_nchw_to_nhwc(
@@ -167,17 +177,13 @@ pub fn quantize_nchw_to_nhwc(
     let pixels = input.len() / channels;
     assert_eq!(out.len(), input.len(), "quantize: output length");
     with_avx2!(kernels, {
-        let zero = f32::from(q.zero_point);
         const BLOCK: usize = 16;
         let mut block = [0u8; BLOCK];
         for c in 0..channels {
             let plane = &input[c * pixels..(c + 1) * pixels];
             for (b, xs) in plane.chunks(BLOCK).enumerate() {
                 for (q8, &x) in block.iter_mut().zip(xs) {
-                    // Clamped before rounding so that the magic-number rounding stays in
-                    // range; the bounds are integers, so this equals rounding then saturating.
-                    let value = bound(x / q.scale, -zero, 255.0 - zero);
-                    *q8 = (round_half_even(value) + i32::from(q.zero_point)) as u8;
+                    *q8 = quantize_one(x, q);
                 }
                 for (i, &q8) in block[..xs.len()].iter().enumerate() {
                     out[(b * BLOCK + i) * channels + c] = q8;
