@@ -117,7 +117,7 @@ fn engines_report_what_runs() {
         .to_string();
     assert!(refused.contains("int8 engine cannot run it"), "{refused}");
     let auto = Backbone::load_with(&common::int8_backbone(), Engine::Auto).unwrap();
-    let expected = if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+    let expected = if pinsight::model::INT8_BY_DEFAULT {
         Engine::Int8
     } else {
         Engine::Tract
@@ -162,7 +162,11 @@ fn the_crop_and_the_float_tensor_give_the_same_features() {
     use pinsight::decode::load_rgb;
     use pinsight::preprocess::Preprocessor;
 
-    let photos = ["samples/coffee.png", "samples/chelsea.png", "samples/rocket.jpg"];
+    let photos = [
+        "samples/coffee.png",
+        "samples/chelsea.png",
+        "samples/rocket.jpg",
+    ];
     for kernels in KernelSet::runnable() {
         let backbone = Backbone::load_on(&common::int8_backbone(), Engine::Int8, kernels).unwrap();
         for photo in photos {

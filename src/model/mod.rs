@@ -46,11 +46,10 @@ const INPUT_SHAPE: [usize; 4] = [1, 3, INPUT_SIDE as usize, INPUT_SIDE as usize]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
-    /// The default: on x86_64 and aarch64, pinsight's int8 executor ([`int8`]) when the
-    /// backbone is an int8 QDQ model it can read, tract otherwise. There the int8 executor is
-    /// several times faster than tract and matches onnxruntime more closely. On other targets
-    /// (armv7, whose build has no NEON for the executor's own loops) tract, which is as fast
-    /// there (see models/README.md).
+    /// The default: where [`INT8_BY_DEFAULT`] (x86_64, aarch64, armv7 with NEON), pinsight's
+    /// int8 executor ([`int8`]) when the backbone is an int8 QDQ model it can read, tract
+    /// otherwise. There the int8 executor is faster than tract and matches onnxruntime more
+    /// closely (see models/README.md). Elsewhere tract.
     #[default]
     Auto,
     /// tract for every backbone: an int8 file runs dequantized, on float kernels.
@@ -120,6 +119,16 @@ fn millis_since(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
 }
 
+/// Whether [`Engine::Auto`] runs an int8 backbone on the int8 engine in this build: where the
+/// engine has SIMD kernels of its own (x86_64, aarch64) or the compiler vectorises its portable
+/// ones with NEON (armv7 built with it, as `.cargo/config.toml` builds it), the int8 engine needs
+/// fewer instructions than tract's float path (models/README.md); elsewhere tract runs it.
+pub const INT8_BY_DEFAULT: bool = cfg!(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    all(target_arch = "arm", target_feature = "neon")
+));
+
 /// The backbone alone: image in, pooled features out.
 pub struct Backbone {
     path: PathBuf,
@@ -184,8 +193,6 @@ impl Backbone {
         let mut clock = Clock::start();
         let proto = tract::decode(path, bytes)?;
         clock.lap("decode");
-        // Where the int8 executor has SIMD kernels of its own.
-        const INT8_BY_DEFAULT: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
         if engine == Engine::Int8 || (engine == Engine::Auto && INT8_BY_DEFAULT) {
             let graph = proto.graph.as_ref().expect("decode checked the graph");
             match Int8Backbone::new(graph, kernels) {
