@@ -1,7 +1,7 @@
 """onnxruntime on pinsight's model files, measured the way `pinsight bench --model-only` measures tract.
 
 One backbone with a head, as pinsight runs them: the backbone and the head are two sessions run one
-after the other, then a softmax. One thread (intra-op 1, inter-op 1, sequential execution), the
+after the other, then a softmax. `--threads` intra-op threads (default 1; inter-op 1, sequential execution), the
 CPU execution provider, onnxruntime's default graph optimisations. The input is a photo through
 preprocess.py (the same 1 x 3 x 224 x 224 tensor pinsight makes).
 
@@ -42,9 +42,9 @@ def peak_rss_kib():
     return None
 
 
-def session(path):
+def session(path, threads):
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -67,6 +67,7 @@ def main():
     parser.add_argument("--head", default=Path("models/imagenet"), type=Path)
     parser.add_argument("--runs", default=30, type=int, help="timed runs after the first")
     parser.add_argument("--photo", default=Path("samples/rocket.jpg"), type=Path)
+    parser.add_argument("--threads", default=1, type=int, help="intra-op threads")
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -76,8 +77,8 @@ def main():
     rss_before_load = peak_rss_kib()
 
     started = time.perf_counter()
-    backbone = session(args.backbone)
-    head = session(args.head / "head.onnx")
+    backbone = session(args.backbone, args.threads)
+    head = session(args.head / "head.onnx", args.threads)
     image_name = backbone.get_inputs()[0].name
     features_name = head.get_inputs()[0].name
 
@@ -100,7 +101,7 @@ def main():
         "engine": f"onnxruntime {ort.__version__}",
         "backbone": str(args.backbone),
         "head": str(args.head),
-        "threads": 1,
+        "threads": args.threads,
         "ready_ms": (ready - started) * 1e3,
         "load_ms": (loaded - started) * 1e3,
         "first_ms": (ready - loaded) * 1e3,

@@ -121,12 +121,13 @@ fn millis_since(start: Instant) -> f64 {
 
 /// Whether [`Engine::Auto`] runs an int8 backbone on the int8 engine in this build: where the
 /// engine has SIMD kernels of its own (x86_64, aarch64) or the compiler vectorises its portable
-/// ones with NEON (armv7 built with it, as `.cargo/config.toml` builds it), the int8 engine needs
-/// fewer instructions than tract's float path (models/README.md); elsewhere tract runs it.
+/// ones with NEON (armv7 built for a CPU with it, as `.cargo/config.toml` builds it: the cfg
+/// `arm_neon` of build.rs), the int8 engine needs fewer instructions than tract's float path
+/// (models/README.md); elsewhere tract runs it.
 pub const INT8_BY_DEFAULT: bool = cfg!(any(
     target_arch = "x86_64",
     target_arch = "aarch64",
-    all(target_arch = "arm", target_feature = "neon")
+    all(target_arch = "arm", arm_neon)
 ));
 
 /// The backbone alone: image in, pooled features out.
