@@ -275,8 +275,8 @@ fn pointwise_matches_the_reference_on_random_shapes() {
 fn assert_matrix_kernel(conv: &PointwiseConv, kernels: KernelSet, weights: &[i8], what: &str) {
     let ours = match kernels {
         KernelSet::Avx2 => Some("pinsight_avx2_madd_4x2"),
-        KernelSet::AvxVnni => Some("pinsight_avxvnni_4x2"),
-        KernelSet::Avx512Vnni => Some("pinsight_avx512vnni_4x4"),
+        KernelSet::AvxVnni => Some("pinsight_avxvnni_16x4"),
+        KernelSet::Avx512Vnni => Some("pinsight_avx512vnni_32x6"),
         KernelSet::Neon if !weights.contains(&i8::MIN) => Some("pinsight_neon_smull_4x4"),
         KernelSet::NeonDotprod if !weights.contains(&i8::MIN) => Some("pinsight_neon_sdot_4x4"),
         _ => None,

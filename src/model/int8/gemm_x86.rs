@@ -2,19 +2,24 @@
 //! activations stay NHWC (each pixel's k values contiguous) and the weights row-major, so
 //! nothing is packed per inference, and each tile is requantized while it is in registers.
 //!
-//! Each output is a dot product over k, a vector of k at a time, in one of three ways:
-//! - AVX2 ([`KernelSet::Avx2`]): the 16 activations of a step are widened to i16 (VPMOVZXBW)
-//!   and meet weights widened to i16 at load; VPMADDWD multiplies and adds pairs into eight
-//!   int32 lanes, 16 multiply-accumulates per instruction plus an add. Exact for every u8 × i8
-//!   (a pair is at most 2 × 255 × 128 = 65 280). VPMADDUBSW, which takes the bytes as they
-//!   are, adds its pairs in saturating i16 and would clip 255 × 127 + 255 × 127.
-//! - AVX-VNNI ([`KernelSet::AvxVnni`]): VPDPBUSD multiplies u8 activations by i8 weights and
-//!   adds groups of four into int32, 32 a step, exact; VEX-encoded, 16 vector registers.
-//! - AVX-512 VNNI ([`KernelSet::Avx512Vnni`]): the same instruction EVEX-encoded on 256-bit
-//!   vectors, whose 32 registers hold a tile twice as wide.
+//! Two ways:
+//! - AVX2 ([`KernelSet::Avx2`]): each output is a dot product over k, 16 values at a time. The
+//!   16 activations of a step are widened to i16 (VPMOVZXBW) and meet weights widened to i16 at
+//!   load; VPMADDWD multiplies and adds pairs into eight int32 lanes, 16 multiply-accumulates
+//!   per instruction plus an add. Exact for every u8 × i8 (a pair is at most 2 × 255 × 128 =
+//!   65 280). VPMADDUBSW, which takes the bytes as they are, adds its pairs in saturating i16
+//!   and would clip 255 × 127 + 255 × 127. A tile is 4 output channels × 2 pixels, one vector
+//!   of partial sums each, summed across its lanes at the end.
+//! - AVX-VNNI and AVX-512 VNNI ([`KernelSet::AvxVnni`], [`KernelSet::Avx512Vnni`]): VPDPBUSD
+//!   multiplies four u8 activations by four i8 weights and adds them into an int32 lane, exact.
+//!   The lanes of a vector are 8 output channels: the weights are packed at load as
+//!   `[m / 8][k / 4][8 channels][4 values of k]`, and each pixel's four values of k are
+//!   broadcast to every lane, so a tile of `NC` × 8 channels × `NP` pixels needs no sums across
+//!   lanes and its vectors are requantized as they are. The VEX encoding (AVX-VNNI, 16
+//!   registers) takes 16 channels × 4 pixels; the EVEX one (AVX-512 VNNI on 256-bit vectors, 32
+//!   registers) 32 channels × 6 pixels.
 //!
-//! A tile is 4 output channels × `P` pixels, one int32 vector of partial sums each; the
-//! activations enter as they are (u8), so the caller folds `−x_zero · Σ w` into the bias.
+//! The activations enter as they are (u8), so the caller folds `−x_zero · Σ w` into the bias.
 //! The requantization matches [`Requantizer::one`] bit for bit: int32 to f32, times the
 //! channel's scale, clamped, rounded half to even (CVTPS2DQ in the default rounding mode,
 //! which Rust never changes), plus the zero point.
@@ -40,10 +45,10 @@ pub(super) struct X86Gemm {
     kernels: KernelSet,
     /// AVX2: `[m rounded up to 4][kp]` widened to i16, zero padded.
     wide: Vec<i16>,
-    /// VNNI: `[m rounded up to 4][kp]`, zero padded.
+    /// VNNI: `[m / 8][k / 4][8][4]` (both rounded up), zero padded.
     bytes: Vec<i8>,
     /// Bias per output channel (with the activation offset folded in), padded to a multiple
-    /// of 4.
+    /// of 8.
     bias: Vec<i32>,
     scales: Vec<f32>,
 }
@@ -68,23 +73,30 @@ impl X86Gemm {
             "x86 gemm: weights are not {m}x{k} or scales not {m}"
         );
         let kp = k.next_multiple_of(step(kernels));
-        let m4 = m.next_multiple_of(4);
-        let mut bytes = vec![0i8; m4 * kp];
-        for (row, weights) in bytes.chunks_exact_mut(kp).zip(weights.chunks_exact(k)) {
-            row[..k].copy_from_slice(weights);
-        }
-        let wide = if kernels == KernelSet::Avx2 {
-            std::mem::take(&mut bytes)
-                .into_iter()
-                .map(i16::from)
-                .collect()
+        let m8 = m.next_multiple_of(8);
+        let (wide, bytes) = if kernels == KernelSet::Avx2 {
+            let mut wide = vec![0i16; m8 * kp];
+            for (row, weights) in wide.chunks_exact_mut(kp).zip(weights.chunks_exact(k)) {
+                for (w16, &w) in row.iter_mut().zip(weights) {
+                    *w16 = i16::from(w);
+                }
+            }
+            (wide, Vec::new())
         } else {
-            Vec::new()
+            let groups = k.div_ceil(4);
+            let mut bytes = vec![0i8; m8 * groups * 4];
+            for (o, row) in weights.chunks_exact(k).enumerate() {
+                let (block, lane) = (o / 8, o % 8);
+                for (kk, &w) in row.iter().enumerate() {
+                    bytes[((block * groups + kk / 4) * 8 + lane) * 4 + kk % 4] = w;
+                }
+            }
+            (Vec::new(), bytes)
         };
         let mut bias = bias.to_vec();
-        bias.resize(m4, 0);
+        bias.resize(m8, 0);
         let mut scales = scales.to_vec();
-        scales.resize(m4, 0.0);
+        scales.resize(m8, 0.0);
         X86Gemm {
             m,
             k,
@@ -99,8 +111,8 @@ impl X86Gemm {
 
     pub(super) fn name(&self) -> &'static str {
         match self.kernels {
-            KernelSet::AvxVnni => "pinsight_avxvnni_4x2",
-            KernelSet::Avx512Vnni => "pinsight_avx512vnni_4x4",
+            KernelSet::AvxVnni => "pinsight_avxvnni_16x4",
+            KernelSet::Avx512Vnni => "pinsight_avx512vnni_32x6",
             _ => "pinsight_avx2_madd_4x2",
         }
     }
@@ -173,26 +185,16 @@ impl Step for Madd {
     }
 }
 
+/// `acc + Σ x·w` over groups of four u8 × i8, one int32 lane a group.
+trait Dot {
+    unsafe fn dot(acc: __m256i, x: __m256i, w: __m256i) -> __m256i;
+}
+
 struct VexDot;
 
-impl Step for VexDot {
-    const K: usize = 32;
-    type Weight = i8;
-
+impl Dot for VexDot {
     #[inline(always)]
-    unsafe fn weights(p: *const i8) -> __m256i {
-        // SAFETY: the caller's: 32 readable bytes at `p`, a CPU with AVX.
-        unsafe { _mm256_loadu_si256(p.cast()) }
-    }
-
-    #[inline(always)]
-    unsafe fn activations(p: *const u8) -> __m256i {
-        // SAFETY: the caller's: 32 readable bytes at `p`, a CPU with AVX.
-        unsafe { _mm256_loadu_si256(p.cast()) }
-    }
-
-    #[inline(always)]
-    unsafe fn mac(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+    unsafe fn dot(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
         // SAFETY: register-only; only reached from `run_avxvnni`, on a CPU with AVX-VNNI.
         unsafe { _mm256_dpbusd_avx_epi32(acc, x, w) }
     }
@@ -200,24 +202,9 @@ impl Step for VexDot {
 
 struct EvexDot;
 
-impl Step for EvexDot {
-    const K: usize = 32;
-    type Weight = i8;
-
+impl Dot for EvexDot {
     #[inline(always)]
-    unsafe fn weights(p: *const i8) -> __m256i {
-        // SAFETY: the caller's: 32 readable bytes at `p`, a CPU with AVX.
-        unsafe { _mm256_loadu_si256(p.cast()) }
-    }
-
-    #[inline(always)]
-    unsafe fn activations(p: *const u8) -> __m256i {
-        // SAFETY: the caller's: 32 readable bytes at `p`, a CPU with AVX.
-        unsafe { _mm256_loadu_si256(p.cast()) }
-    }
-
-    #[inline(always)]
-    unsafe fn mac(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+    unsafe fn dot(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
         // SAFETY: register-only; only reached from `run_avx512vnni`, on a CPU with AVX-512
         // VNNI and VL.
         unsafe { _mm256_dpbusd_epi32(acc, x, w) }
@@ -238,7 +225,7 @@ unsafe fn run_avx2(g: &X86Gemm, input: &[u8], output: &mut [u8], requant: &Requa
 unsafe fn run_avxvnni(g: &X86Gemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
     // SAFETY: the CPU has AVX2 and AVX-VNNI (this function's contract); `run` asserts its
     // lengths.
-    unsafe { run::<VexDot, 2>(g, &g.bytes, input, output, requant) }
+    unsafe { run_broadcast::<VexDot, 2, 4>(g, input, output, requant) }
 }
 
 /// # Safety
@@ -247,7 +234,7 @@ unsafe fn run_avxvnni(g: &X86Gemm, input: &[u8], output: &mut [u8], requant: &Re
 unsafe fn run_avx512vnni(g: &X86Gemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
     // SAFETY: the CPU has AVX2, AVX-512 VNNI and VL (this function's contract); `run` asserts
     // its lengths.
-    unsafe { run::<EvexDot, 4>(g, &g.bytes, input, output, requant) }
+    unsafe { run_broadcast::<EvexDot, 4, 6>(g, input, output, requant) }
 }
 
 /// The matrix product on `S`'s steps, tiles of 4 channels × `P` pixels (`P` ≤ 4).
@@ -366,6 +353,136 @@ unsafe fn run<S: Step, const P: usize>(
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The matrix product on `D`'s dot products, weights packed for broadcasting (see the module
+/// docs): tiles of `NC` blocks of 8 channels × `NP` pixels, then single blocks for the channels
+/// left over.
+///
+/// # Safety
+/// `D`'s instructions and AVX2 run on this CPU. The lengths are asserted here.
+#[inline(always)]
+unsafe fn run_broadcast<D: Dot, const NC: usize, const NP: usize>(
+    g: &X86Gemm,
+    input: &[u8],
+    output: &mut [u8],
+    requant: &Requantizer,
+) {
+    let (m, k) = (g.m, g.k);
+    let (blocks, groups) = (m.div_ceil(8), k.div_ceil(4));
+    // What every load and store in `broadcast_tile` stays inside of.
+    assert!(k > 0, "x86 gemm: k");
+    assert!(
+        g.bytes.len() >= blocks * groups * 32
+            && g.bias.len() >= blocks * 8
+            && g.scales.len() >= blocks * 8,
+        "x86 gemm: weights, bias and scales padded to whole blocks"
+    );
+    let pixels = input.len() / k;
+    assert!(
+        pixels > 0 && input.len() == pixels * k && output.len() == pixels * m,
+        "x86 gemm: input and output are whole pixels"
+    );
+    let whole = blocks / NC * NC;
+    for p0 in (0..pixels).step_by(NP) {
+        for b0 in (0..whole).step_by(NC) {
+            // SAFETY: the CPU runs `D` and AVX2 (this function's contract); `b0 + NC <= blocks`
+            // and `p0 < pixels`, with the lengths asserted above.
+            unsafe { broadcast_tile::<D, NC, NP>(g, b0, p0, input, output, requant) }
+        }
+        for b0 in whole..blocks {
+            // SAFETY: as above, with `b0 + 1 <= blocks`.
+            unsafe { broadcast_tile::<D, 1, NP>(g, b0, p0, input, output, requant) }
+        }
+    }
+}
+
+/// Channel blocks `b0..b0 + NC`, pixels `p0..p0 + NP` (those past the last pixel repeat it
+/// and are not stored).
+///
+/// # Safety
+/// `D`'s instructions and AVX2 run on this CPU; `run_broadcast`'s asserts hold, `b0 + NC` is
+/// at most the number of channel blocks and `p0` below the number of pixels.
+#[inline(always)]
+unsafe fn broadcast_tile<D: Dot, const NC: usize, const NP: usize>(
+    g: &X86Gemm,
+    b0: usize,
+    p0: usize,
+    input: &[u8],
+    output: &mut [u8],
+    requant: &Requantizer,
+) {
+    let (m, k) = (g.m, g.k);
+    let groups = k.div_ceil(4);
+    let full = k / 4;
+    let pixels = input.len() / k;
+    // SAFETY: the CPU runs `D` and AVX2 (the contract). Each row starts at pixel
+    // `min(p0 + j, pixels − 1)`, so at `·k` with `k` bytes after it in `input`; the full groups
+    // read 4 bytes at `gi·4`, `gi·4 + 4 <= full·4 <= k`; the last, partial group copies
+    // `k − full·4` bytes from `full·4`; block `b0 + c < blocks` has `groups` vectors of 32 bytes
+    // from `(b0 + c)·groups·32`, and 8 bias and scale values from `(b0 + c)·8`, inside what
+    // `run_broadcast` asserted; output is written for pixels `p0 + j < pixels`, at
+    // `(p0 + j)·m + ch0` for `ch0 = (b0 + c)·8 < m`, `min(m − ch0, 8)` bytes, so at most to
+    // `pixels·m`.
+    unsafe {
+        let rows: [*const u8; NP] =
+            std::array::from_fn(|j| input.as_ptr().add((p0 + j).min(pixels - 1) * k));
+        let w: [*const i8; NC] =
+            std::array::from_fn(|c| g.bytes.as_ptr().add((b0 + c) * groups * 32));
+        let mut acc = [[_mm256_setzero_si256(); NP]; NC];
+        let mut group = |gi: usize, x: [i32; NP]| {
+            let w: [__m256i; NC] =
+                std::array::from_fn(|c| _mm256_loadu_si256(w[c].add(gi * 32).cast()));
+            for j in 0..NP {
+                let x = _mm256_set1_epi32(x[j]);
+                for c in 0..NC {
+                    acc[c][j] = D::dot(acc[c][j], x, w[c]);
+                }
+            }
+        };
+        for gi in 0..full {
+            group(
+                gi,
+                rows.map(|row| row.add(gi * 4).cast::<i32>().read_unaligned()),
+            );
+        }
+        if groups > full {
+            let x = rows.map(|row| {
+                let mut bytes = [0u8; 4];
+                std::ptr::copy_nonoverlapping(row.add(full * 4), bytes.as_mut_ptr(), k - full * 4);
+                i32::from_ne_bytes(bytes)
+            });
+            group(full, x);
+        }
+        let (low, high) = requant.bounds();
+        let (low, high) = (_mm256_set1_ps(low), _mm256_set1_ps(high));
+        let zero = _mm256_set1_epi32(requant.zero_point());
+        for (c, acc) in acc.iter().enumerate() {
+            let ch0 = (b0 + c) * 8;
+            if ch0 >= m {
+                continue;
+            }
+            let channels = (m - ch0).min(8);
+            let bias = _mm256_loadu_si256(g.bias.as_ptr().add(ch0).cast());
+            let scale = _mm256_loadu_ps(g.scales.as_ptr().add(ch0));
+            for (j, &sums) in acc.iter().enumerate().take((pixels - p0).min(NP)) {
+                let v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sums, bias)), scale);
+                let v = _mm256_min_ps(_mm256_max_ps(v, low), high);
+                let v = _mm256_add_epi32(_mm256_cvtps_epi32(v), zero);
+                let words =
+                    _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+                let bytes = _mm_packus_epi16(words, words);
+                let out = output.as_mut_ptr().add((p0 + j) * m + ch0);
+                if channels == 8 {
+                    _mm_storel_epi64(out.cast(), bytes);
+                } else {
+                    let mut lanes = [0u8; 16];
+                    _mm_storeu_si128(lanes.as_mut_ptr().cast(), bytes);
+                    std::ptr::copy_nonoverlapping(lanes.as_ptr(), out, channels);
                 }
             }
         }
