@@ -199,10 +199,24 @@ struct BackboneArgs {
     /// What runs the backbone [default: auto].
     #[arg(long, value_enum)]
     engine: Option<EngineArg>,
+    #[command(flatten)]
+    threads: ThreadsArg,
+}
+
+#[derive(Args)]
+struct ThreadsArg {
     /// Threads the int8 engine splits each layer over, 1 to 256; the results are the same for
-    /// any count [default: the cores this process may use].
+    /// any count (tract's engine runs on one) [default: the cores this process may use].
     #[arg(long, env = "PINSIGHT_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: Option<u16>,
+}
+
+impl ThreadsArg {
+    /// The count asked for, else the cores this process may use.
+    fn count(&self) -> usize {
+        self.threads
+            .map_or_else(pinsight::model::threads::available, usize::from)
+    }
 }
 
 #[derive(Args)]
@@ -221,7 +235,7 @@ impl ModelArgs {
             backbone: self.backbone.backbone,
             head: self.head,
             engine: self.backbone.engine.map(Engine::from),
-            threads: self.backbone.threads,
+            threads: self.backbone.threads.threads,
         }
     }
 
@@ -450,10 +464,7 @@ impl TrainArgs {
                 pinsight::config::bundled_models().join(pinsight::config::BUNDLED_BACKBONE)
             }),
             engine: self.backbone.engine.map_or(Engine::Auto, Engine::from),
-            threads: self
-                .backbone
-                .threads
-                .map_or_else(pinsight::model::threads::available, usize::from),
+            threads: self.backbone.threads.count(),
             cache: self
                 .cache
                 .unwrap_or_else(pinsight::train::default_cache_dir),
@@ -533,10 +544,8 @@ pub struct BenchArgs {
     /// bundled rocket.jpg, beside the models].
     #[arg(long)]
     photo: Option<PathBuf>,
-    /// Threads the int8 engine splits each layer over, 1 to 256 (tract's engine runs on one)
-    /// [default: the cores this process may use].
-    #[arg(long, env = "PINSIGHT_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
-    threads: Option<u16>,
+    #[command(flatten)]
+    threads: ThreadsArg,
     /// Measure one backbone in this process and print one JSON line: ready time (load and
     /// first inference), inference p50 and p99, peak RSS. Exactly RUNS + 1 inferences, for
     /// counting instructions (scripts/insn-count).
@@ -554,9 +563,7 @@ impl BenchArgs {
             }),
             runs: self.runs.into(),
             photo: self.photo.unwrap_or_else(pinsight::config::bundled_photo),
-            threads: self
-                .threads
-                .map_or_else(pinsight::model::threads::available, usize::from),
+            threads: self.threads.count(),
             model_only: self.model_only,
         }
     }

@@ -17,6 +17,13 @@ struct Reference {
     features: std::collections::BTreeMap<String, Vec<f32>>,
 }
 
+/// The sample photos the whole-photo tests classify.
+const PHOTOS: [&str; 3] = [
+    "samples/coffee.png",
+    "samples/chelsea.png",
+    "samples/rocket.jpg",
+];
+
 fn reference(dir: &Path) -> Reference {
     let json = std::fs::read(dir.join("features.json")).unwrap();
     serde_json::from_slice(&json).unwrap()
@@ -165,14 +172,9 @@ fn the_crop_and_the_float_tensor_give_the_same_features() {
     use pinsight::decode::load_rgb;
     use pinsight::preprocess::Preprocessor;
 
-    let photos = [
-        "samples/coffee.png",
-        "samples/chelsea.png",
-        "samples/rocket.jpg",
-    ];
     for kernels in KernelSet::runnable() {
         let backbone = Backbone::load_on(&common::int8_backbone(), Engine::Int8, kernels).unwrap();
-        for photo in photos {
+        for photo in PHOTOS {
             let image = load_rgb(&common::repo().join(photo)).unwrap();
             let mut tensor = Vec::new();
             Preprocessor::default().tensor(&image, &mut tensor);
@@ -190,17 +192,12 @@ fn the_crop_and_the_float_tensor_give_the_same_features() {
 /// per process).
 #[test]
 fn every_thread_count_gives_the_same_results() {
-    let photos = [
-        "samples/coffee.png",
-        "samples/chelsea.png",
-        "samples/rocket.jpg",
-    ];
     let classify = |kernels: KernelSet, threads: u32| {
         let output = common::pinsight()
             .args(["classify", "--json", "--top", "1000", "--engine", "int8"])
             .arg("--threads")
             .arg(threads.to_string())
-            .args(photos)
+            .args(PHOTOS)
             .env("PINSIGHT_KERNELS", kernels.name())
             .output()
             .unwrap();
@@ -221,7 +218,7 @@ fn every_thread_count_gives_the_same_results() {
     };
     for kernels in KernelSet::runnable() {
         let one = classify(kernels, 1);
-        assert_eq!(one.len(), photos.len());
+        assert_eq!(one.len(), PHOTOS.len());
         assert_eq!(one[0]["top"].as_array().unwrap().len(), 1000);
         for threads in [2, 3] {
             assert!(

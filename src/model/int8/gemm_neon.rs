@@ -17,6 +17,7 @@
 use std::arch::aarch64::*;
 
 use super::kernels::Requantizer;
+use super::pointwise::whole_pixels;
 use crate::model::cpu::KernelSet;
 
 /// Output channels a weight block holds: 4 × k values stay in L1 across the pixels they meet.
@@ -90,10 +91,7 @@ impl NeonGemm {
 
     /// `input` is `pixels × k` u8, `output` `pixels × m` u8.
     pub(super) fn run(&self, input: &[u8], output: &mut [u8], requant: &Requantizer) {
-        let pixels = input.len() / self.k;
-        assert_eq!(input.len(), pixels * self.k, "gemm input");
-        assert_eq!(output.len(), pixels * self.m, "gemm output");
-        if pixels == 0 {
+        if whole_pixels(input, output, self.k, self.m) == 0 {
             return;
         }
         // SAFETY: `run::<M>` asserts every length its loads and stores rely on before its
@@ -197,11 +195,8 @@ unsafe fn run<M: Mac>(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &R
         g.weights.len() >= m4 * k16 && g.bias.len() >= m4 && g.scales.len() >= m4,
         "NEON gemm: weights, bias and scales padded to whole tiles"
     );
-    let pixels = input.len() / k;
-    assert!(
-        pixels > 0 && input.len() == pixels * k && output.len() == pixels * m,
-        "NEON gemm: input and output are whole pixels"
-    );
+    let pixels = whole_pixels(input, output, k, m);
+    assert!(pixels > 0, "NEON gemm: no pixel");
     let full = k / 16;
     let block = (L1_WEIGHT_BYTES / k16).max(4) / 4 * 4;
     // The last, partial 16 values of k of each pixel of a tile, copied so that a 16-byte load

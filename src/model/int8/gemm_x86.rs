@@ -28,19 +28,24 @@ use std::arch::x86_64::*;
 use std::mem::size_of;
 
 use super::kernels::Requantizer;
+use super::pointwise::whole_pixels;
 use crate::model::cpu::KernelSet;
 
-/// Output channels a weight block holds: 4 × k values stay in L1 across the pixels they meet.
+/// AVX2: output channels a weight block holds: 4 × k values stay in L1 across the pixels they
+/// meet.
 const L1_WEIGHT_BYTES: usize = 16 * 1024;
 
-/// The widest step of k (a 256-bit vector of u8).
-const MAX_STEP: usize = 32;
+/// AVX2: values of k a step takes (16 u8 widened to a 256-bit vector of i16).
+const STEP: usize = 16;
+
+/// AVX2: pixels a tile takes.
+const PIXELS: usize = 2;
 
 #[derive(Clone, Debug)]
 pub(super) struct X86Gemm {
     m: usize,
     k: usize,
-    /// `k` rounded up to the step.
+    /// AVX2: `k` rounded up to [`STEP`].
     kp: usize,
     kernels: KernelSet,
     /// AVX2: `[m rounded up to 4][kp]` widened to i16, zero padded.
@@ -72,7 +77,7 @@ impl X86Gemm {
             k > 0 && weights.len() == m * k && scales.len() == m,
             "x86 gemm: weights are not {m}x{k} or scales not {m}"
         );
-        let kp = k.next_multiple_of(step(kernels));
+        let kp = k.next_multiple_of(STEP);
         let m8 = m.next_multiple_of(8);
         let (wide, bytes) = if kernels == KernelSet::Avx2 {
             let mut wide = vec![0i16; m8 * kp];
@@ -119,10 +124,7 @@ impl X86Gemm {
 
     /// `input` is `pixels × k` u8, `output` `pixels × m` u8.
     pub(super) fn run(&self, input: &[u8], output: &mut [u8], requant: &Requantizer) {
-        let pixels = input.len() / self.k;
-        assert_eq!(input.len(), pixels * self.k, "gemm input");
-        assert_eq!(output.len(), pixels * self.m, "gemm output");
-        if pixels == 0 {
+        if whole_pixels(input, output, self.k, self.m) == 0 {
             return;
         }
         // SAFETY: `new` asserted that this CPU executes `self.kernels`, whose features each
@@ -134,54 +136,6 @@ impl X86Gemm {
                 _ => run_avx2(self, input, output, requant),
             }
         }
-    }
-}
-
-/// k values per step of `kernels`' matrix product.
-fn step(kernels: KernelSet) -> usize {
-    if kernels == KernelSet::Avx2 {
-        16
-    } else {
-        MAX_STEP
-    }
-}
-
-/// One step of k: loads and the multiply-accumulate.
-trait Step {
-    /// k values a step covers.
-    const K: usize;
-    type Weight;
-
-    /// The weights of one channel for one step.
-    unsafe fn weights(p: *const Self::Weight) -> __m256i;
-    /// The activations of one pixel for one step.
-    unsafe fn activations(p: *const u8) -> __m256i;
-    /// `acc + Σ w·x`, in eight int32 partial sums.
-    unsafe fn mac(acc: __m256i, w: __m256i, x: __m256i) -> __m256i;
-}
-
-struct Madd;
-
-impl Step for Madd {
-    const K: usize = 16;
-    type Weight = i16;
-
-    #[inline(always)]
-    unsafe fn weights(p: *const i16) -> __m256i {
-        // SAFETY: the caller's: 32 readable bytes at `p`, a CPU with AVX.
-        unsafe { _mm256_loadu_si256(p.cast()) }
-    }
-
-    #[inline(always)]
-    unsafe fn activations(p: *const u8) -> __m256i {
-        // SAFETY: the caller's: 16 readable bytes at `p`, a CPU with AVX2.
-        unsafe { _mm256_cvtepu8_epi16(_mm_loadu_si128(p.cast())) }
-    }
-
-    #[inline(always)]
-    unsafe fn mac(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
-        // SAFETY: register-only AVX2 instructions; the caller's CPU has AVX2.
-        unsafe { _mm256_add_epi32(acc, _mm256_madd_epi16(w, x)) }
     }
 }
 
@@ -215,16 +169,16 @@ impl Dot for EvexDot {
 /// The CPU must have AVX2.
 #[target_feature(enable = "avx2")]
 unsafe fn run_avx2(g: &X86Gemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
-    // SAFETY: the CPU has AVX2 (this function's contract); `run` asserts its lengths.
-    unsafe { run::<Madd, 2>(g, &g.wide, input, output, requant) }
+    // SAFETY: the CPU has AVX2 (this function's contract); `run_madd` asserts its lengths.
+    unsafe { run_madd(g, input, output, requant) }
 }
 
 /// # Safety
 /// The CPU must have AVX2 and AVX-VNNI.
 #[target_feature(enable = "avx2,avxvnni")]
 unsafe fn run_avxvnni(g: &X86Gemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
-    // SAFETY: the CPU has AVX2 and AVX-VNNI (this function's contract); `run` asserts its
-    // lengths.
+    // SAFETY: the CPU has AVX2 and AVX-VNNI (this function's contract); `run_broadcast`
+    // asserts its lengths.
     unsafe { run_broadcast::<VexDot, 2, 4>(g, input, output, requant) }
 }
 
@@ -232,49 +186,45 @@ unsafe fn run_avxvnni(g: &X86Gemm, input: &[u8], output: &mut [u8], requant: &Re
 /// The CPU must have AVX2, AVX-512 VNNI and AVX-512 VL.
 #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
 unsafe fn run_avx512vnni(g: &X86Gemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
-    // SAFETY: the CPU has AVX2, AVX-512 VNNI and VL (this function's contract); `run` asserts
-    // its lengths.
+    // SAFETY: the CPU has AVX2, AVX-512 VNNI and VL (this function's contract);
+    // `run_broadcast` asserts its lengths.
     unsafe { run_broadcast::<EvexDot, 4, 6>(g, input, output, requant) }
 }
 
-/// The matrix product on `S`'s steps, tiles of 4 channels × `P` pixels (`P` ≤ 4).
+/// The matrix product on VPMADDWD, tiles of 4 channels × [`PIXELS`] pixels.
 ///
 /// # Safety
-/// `S`'s instructions and AVX2 run on this CPU. The lengths are asserted here.
+/// AVX2 runs on this CPU. The lengths are asserted here.
 #[inline(always)]
-unsafe fn run<S: Step, const P: usize>(
-    g: &X86Gemm,
-    weights: &[S::Weight],
-    input: &[u8],
-    output: &mut [u8],
-    requant: &Requantizer,
-) {
-    let (m, k, kp) = (g.m, g.k, g.kp);
+unsafe fn run_madd(g: &X86Gemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
+    const P: usize = PIXELS;
+    let (m, k, kp, weights) = (g.m, g.k, g.kp, &g.wide);
     let m4 = m.next_multiple_of(4);
     // What every load and store below stays inside of.
-    assert!(P <= 4 && S::K * size_of::<S::Weight>() == 32 && S::K <= MAX_STEP);
-    assert!(k > 0 && kp >= k && kp.is_multiple_of(S::K), "x86 gemm: k");
+    assert!(k > 0 && kp >= k && kp.is_multiple_of(STEP), "x86 gemm: k");
     assert!(
         weights.len() >= m4 * kp && g.bias.len() >= m4 && g.scales.len() >= m4,
         "x86 gemm: weights, bias and scales padded to whole tiles"
     );
-    let pixels = input.len() / k;
-    assert!(
-        pixels > 0 && input.len() == pixels * k && output.len() == pixels * m,
-        "x86 gemm: input and output are whole pixels"
-    );
-    let full = k / S::K;
-    let tail = k > full * S::K;
-    let block = (L1_WEIGHT_BYTES / (kp * size_of::<S::Weight>())).max(4) / 4 * 4;
+    let pixels = whole_pixels(input, output, k, m);
+    assert!(pixels > 0, "x86 gemm: no pixel");
+    let full = k / STEP;
+    let tail = k > full * STEP;
+    let block = (L1_WEIGHT_BYTES / (kp * size_of::<i16>())).max(4) / 4 * 4;
     // The last, partial step of k of each pixel of a tile, copied so that a whole-step load
     // stays inside the buffer (what the copy holds past k meets zero weights).
-    let mut tails = [[0u8; MAX_STEP]; P];
-    // SAFETY: the CPU runs `S` and AVX2 (this function's contract). With the lengths asserted
-    // above: each of the P rows starts at pixel `min(p0 + j, pixels − 1)`, so at `·k` with `k`
-    // bytes after it in `input`; the full steps `s < full` read `s·K..s·K + K <= k` bytes
-    // (16 widened, or 32), the tail copies `k − full·K` bytes from `full·K` (to `k`) into an
-    // array of MAX_STEP >= K bytes; weight rows `c0 + i < m4` are read at
-    // `·kp + s·K..+K <= kp` elements (32 bytes), bias and scales at `c0..c0 + 4 <= m4`;
+    let mut tails = [[0u8; STEP]; P];
+    // The 16 activations of a step, widened to i16; the 16 weights are i16 already.
+    let activations = |p: *const u8| {
+        // SAFETY: the caller's: 16 readable bytes at `p`, a CPU with AVX2.
+        unsafe { _mm256_cvtepu8_epi16(_mm_loadu_si128(p.cast())) }
+    };
+    // SAFETY: the CPU runs AVX2 (this function's contract). With the lengths asserted above:
+    // each of the P rows starts at pixel `min(p0 + j, pixels − 1)`, so at `·k` with `k` bytes
+    // after it in `input`; the full steps `s < full` read `s·16..s·16 + 16 <= k` bytes, the tail
+    // copies `k − full·16` bytes from `full·16` (to `k`) into an array of 16 bytes; weight rows
+    // `c0 + i < m4` are read at `·kp + s·16..+16 <= kp` i16 (32 bytes), bias and scales at
+    // `c0..c0 + 4 <= m4`;
     // output is written for pixels `p0 + j < pixels` at `(p0 + j)·m + c0`, `min(m − c0, 4)`
     // bytes, so at most to `pixels·m`.
     unsafe {
@@ -290,29 +240,29 @@ unsafe fn run<S: Step, const P: usize>(
                 if tail {
                     for (tail, &row) in tails.iter_mut().zip(&rows) {
                         std::ptr::copy_nonoverlapping(
-                            row.add(full * S::K),
+                            row.add(full * STEP),
                             tail.as_mut_ptr(),
-                            k - full * S::K,
+                            k - full * STEP,
                         );
                     }
                 }
                 for c0 in (block_start..block_end).step_by(4) {
-                    let w: [*const S::Weight; 4] =
+                    let w: [*const i16; 4] =
                         std::array::from_fn(|i| weights.as_ptr().add((c0 + i) * kp));
                     let mut acc = [[_mm256_setzero_si256(); P]; 4];
                     let mut step = |s: usize, x: [__m256i; P]| {
                         for i in 0..4 {
-                            let w = S::weights(w[i].add(s * S::K));
+                            let w = _mm256_loadu_si256(w[i].add(s * STEP).cast());
                             for j in 0..P {
-                                acc[i][j] = S::mac(acc[i][j], w, x[j]);
+                                acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(w, x[j]));
                             }
                         }
                     };
                     for s in 0..full {
-                        step(s, rows.map(|row| S::activations(row.add(s * S::K))));
+                        step(s, rows.map(|row| activations(row.add(s * STEP))));
                     }
                     if tail {
-                        let x = std::array::from_fn(|j| S::activations(tails[j].as_ptr()));
+                        let x = std::array::from_fn(|j| activations(tails[j].as_ptr()));
                         step(full, x);
                     }
                     // Per pixel j: the four channels' sums, then bias, scale, clamp, round.
@@ -382,11 +332,7 @@ unsafe fn run_broadcast<D: Dot, const NC: usize, const NP: usize>(
             && g.scales.len() >= blocks * 8,
         "x86 gemm: weights, bias and scales padded to whole blocks"
     );
-    let pixels = input.len() / k;
-    assert!(
-        pixels > 0 && input.len() == pixels * k && output.len() == pixels * m,
-        "x86 gemm: input and output are whole pixels"
-    );
+    let pixels = whole_pixels(input, output, k, m);
     let whole = blocks / NC * NC;
     for p0 in (0..pixels).step_by(NP) {
         for b0 in (0..whole).step_by(NC) {

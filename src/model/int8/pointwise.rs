@@ -306,6 +306,20 @@ impl PointwiseConv {
     }
 }
 
+/// The number of pixels in a matrix kernel's `input` (`pixels × k` u8) and `output`
+/// (`pixels × m`). Panics unless both hold whole pixels, and the same number.
+#[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
+pub(super) fn whole_pixels(input: &[u8], output: &[u8], k: usize, m: usize) -> usize {
+    let pixels = input.len() / k;
+    assert!(
+        input.len() == pixels * k && output.len() == pixels * m,
+        "matrix kernel: {} input and {} output bytes are not whole pixels of {k} and {m}",
+        input.len(),
+        output.len()
+    );
+    pixels
+}
+
 /// The bias plus `(128 − x_zero) · Σ_k w[m][k]`: for kernels that multiply `x − 128`.
 fn offset_bias(weights: &[i8], bias: &[i32], k: usize, x_zero: u8) -> Vec<i32> {
     fold_offset(weights, bias, k, 128 - i32::from(x_zero))
