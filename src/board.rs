@@ -605,12 +605,7 @@ impl Deployment {
     /// Refuses outputs for classes the model does not have.
     pub fn check_labels(&self, labels: &[String]) -> std::result::Result<(), String> {
         for output in &self.outputs {
-            let named: &[String] = match &output.role {
-                Role::Class(label) => std::slice::from_ref(label),
-                Role::Match { labels, .. } => labels,
-                Role::Ready | Role::Busy => &[],
-            };
-            if let Some(unknown) = named.iter().find(|label| !labels.contains(label)) {
+            if let Some(unknown) = output.role.classes().iter().find(|l| !labels.contains(l)) {
                 return Err(format!(
                     "{} names class {unknown:?}, which the head does not have",
                     output.role.describe()
@@ -618,6 +613,30 @@ impl Deployment {
             }
         }
         Ok(())
+    }
+}
+
+impl Deployment {
+    /// The classes the outputs name, each once, in the outputs' order.
+    pub fn output_classes(&self) -> Vec<String> {
+        let mut classes: Vec<String> = Vec::new();
+        for class in self.outputs.iter().flat_map(|output| output.role.classes()) {
+            if !classes.contains(class) {
+                classes.push(class.clone());
+            }
+        }
+        classes
+    }
+}
+
+impl Role {
+    /// The classes this role names.
+    fn classes(&self) -> &[String] {
+        match self {
+            Role::Class(label) => std::slice::from_ref(label),
+            Role::Match { labels, .. } => labels,
+            Role::Ready | Role::Busy => &[],
+        }
     }
 }
 

@@ -8,6 +8,8 @@
 //! [run]                     # source, mode, size, format, fps, threshold, smooth, top
 //! [trigger]                 # the deployment: pins (crate::board)
 //! [outputs]
+//! [mqtt]                    # results to an MQTT broker (crate::net::mqtt); off without it
+//! [http]                    # health, metrics, snapshot, preview (crate::net::http); off without it
 //! ```
 //!
 //! Every key is optional. A command-line option overrides the file's key, and what neither
@@ -26,6 +28,7 @@ use crate::board::{self, Deployment};
 use crate::decode::MAX_SIDE;
 use crate::frame::PixelFormat;
 use crate::model::Engine;
+use crate::net::{HttpSettings, MqttSettings};
 use crate::run::{CameraSettings, ModelFiles, RunConfig, RunMode};
 use crate::{Error, Result};
 
@@ -79,6 +82,8 @@ pub struct ConfigFile {
     pub run: RunSettings,
     /// The board, trigger and outputs, when the file names a board.
     pub deployment: Option<Deployment>,
+    pub mqtt: Option<MqttSettings>,
+    pub http: Option<HttpSettings>,
 }
 
 /// `[model]` as written.
@@ -181,6 +186,16 @@ pub fn load(path: &Path) -> Result<ConfigFile> {
             }
         }
     };
+    let mqtt = table
+        .remove("mqtt")
+        .map(|value| MqttSettings::from_toml(value, folder))
+        .transpose()
+        .map_err(bad)?;
+    let http = table
+        .remove("http")
+        .map(HttpSettings::from_toml)
+        .transpose()
+        .map_err(bad)?;
     let deployment = if table.contains_key("board") {
         Some(board::from_table(path, table)?)
     } else if let Some(key) = ["trigger", "outputs", "gpio", "pins", "camera"]
@@ -193,8 +208,8 @@ pub fn load(path: &Path) -> Result<ConfigFile> {
         )));
     } else if let Some(key) = table.keys().next() {
         return Err(bad(format!(
-            "unknown key `{key}`: a config file has `board`, [model], [run], [trigger] and \
-             [outputs] (board/README.md)"
+            "unknown key `{key}`: a config file has `board`, [model], [run], [trigger], \
+             [outputs], [mqtt] and [http] (board/README.md)"
         )));
     } else {
         None
@@ -204,11 +219,13 @@ pub fn load(path: &Path) -> Result<ConfigFile> {
         model,
         run,
         deployment,
+        mqtt,
+        http,
     })
 }
 
 /// `value` when it is within `range`, else why not.
-fn within(value: f64, (least, most): (f64, f64)) -> std::result::Result<f64, String> {
+pub(crate) fn within(value: f64, (least, most): (f64, f64)) -> std::result::Result<f64, String> {
     if (least..=most).contains(&value) {
         Ok(value)
     } else {
@@ -218,7 +235,10 @@ fn within(value: f64, (least, most): (f64, f64)) -> std::result::Result<f64, Str
     }
 }
 
-fn whole_within(value: i64, (least, most): (u16, u16)) -> std::result::Result<u16, String> {
+pub(crate) fn whole_within(
+    value: i64,
+    (least, most): (u16, u16),
+) -> std::result::Result<u16, String> {
     match u16::try_from(value) {
         Ok(v) if (least..=most).contains(&v) => Ok(v),
         _ => Err(format!(
@@ -317,9 +337,23 @@ pub fn resolve_run(
     frames: Option<u64>,
     hold_safe: Duration,
 ) -> RunConfig {
-    let (path, file_model, file_run, deployment) = match file {
-        Some(file) => (Some(file.path), file.model, file.run, file.deployment),
-        None => (None, ModelSettings::default(), RunSettings::default(), None),
+    let (path, file_model, file_run, deployment, mqtt, http) = match file {
+        Some(file) => (
+            Some(file.path),
+            file.model,
+            file.run,
+            file.deployment,
+            file.mqtt,
+            file.http,
+        ),
+        None => (
+            None,
+            ModelSettings::default(),
+            RunSettings::default(),
+            None,
+            None,
+            None,
+        ),
     };
     let (width, height) = run.size.or(file_run.size).unwrap_or(DEFAULT_SIZE);
     RunConfig {
@@ -346,6 +380,8 @@ pub fn resolve_run(
             .unwrap_or(DEFAULT_THRESHOLD),
         smooth: run.smooth.or(file_run.smooth).map(usize::from),
         hold_safe,
+        mqtt,
+        http,
     }
 }
 
@@ -381,6 +417,18 @@ pub fn check(config: &RunConfig) -> Result<Vec<String>> {
             .check_labels(&head.labels)
             .map_err(|reason| Error::Config {
                 path: path.clone(),
+                reason: format!("{reason} (head {})", config.model.head.display()),
+            })?;
+    }
+    if let Some(mqtt) = &config.mqtt {
+        let outputs = config
+            .deployment
+            .as_ref()
+            .map(Deployment::output_classes)
+            .unwrap_or_default();
+        mqtt.classes_for(&head.labels, &outputs)
+            .map_err(|reason| Error::Config {
+                path: config.config.clone().unwrap_or_default(),
                 reason: format!("{reason} (head {})", config.model.head.display()),
             })?;
     }
@@ -507,6 +555,48 @@ mod tests {
                 "[model]\nthreads = 257\n",
                 "[model] threads: 257 is out of range",
             ),
+            ("[mqtt]\nport = 1883\n", "[mqtt]: missing field `host`"),
+            (
+                "[mqtt]\nhost = \"a b\"\n",
+                "[mqtt] host: \"a b\" is not a host name",
+            ),
+            (
+                "[mqtt]\nhost = \"h\"\nport = 70000\n",
+                "[mqtt] port: 70000 is out of range",
+            ),
+            (
+                "[mqtt]\nhost = \"h\"\ndevice = \"a/b\"\n",
+                "[mqtt] device: \"a/b\" must be",
+            ),
+            (
+                "[mqtt]\nhost = \"h\"\nprefix = \"home/#\"\n",
+                "[mqtt] prefix: \"home/#\" is not a topic prefix",
+            ),
+            (
+                "[mqtt]\nhost = \"h\"\npassword = \"p\"\n",
+                "[mqtt] password: needs a username",
+            ),
+            (
+                "[mqtt]\nhost = \"h\"\nca_file = \"ca.pem\"\n",
+                "[mqtt] ca_file: needs tls = true",
+            ),
+            (
+                "[mqtt]\nhost = \"h\"\nqueue = 0\n",
+                "[mqtt] queue: 0 is out of range",
+            ),
+            (
+                "[mqtt]\nhost = \"h\"\nqos = 2\n",
+                "[mqtt]: unknown field `qos`",
+            ),
+            (
+                "[http]\nlisten = \"8080\"\n",
+                "[http] listen: \"8080\" is not an address and port",
+            ),
+            ("[http]\ntoken = \"\"\n", "[http] token: must be non-empty"),
+            (
+                "[http]\nstream_fps = 100\n",
+                "[http] stream_fps: 100 is out of range",
+            ),
             ("[trigger]\npin = 3\n", "`trigger` needs a `board`"),
             ("colour = \"red\"\n", "unknown key `colour`"),
             ("board = \"toaster\"\n", "unknown board \"toaster\""),
@@ -514,6 +604,44 @@ mod tests {
             let message = error(text);
             assert!(message.contains(expected), "{text:?}: {message}");
         }
+    }
+
+    #[test]
+    fn network_outputs_are_off_unless_their_sections_are_there() {
+        let file = load_text("[run]\nfps = 2\n").unwrap();
+        assert!(file.mqtt.is_none() && file.http.is_none());
+
+        let file = load_text(
+            "[mqtt]\nhost = \"broker.lan\"\ntls = true\nca_file = \"ca.pem\"\n\
+             username = \"cam\"\npassword = \"hunter2\"\ndevice = \"door\"\n\
+             [http]\nlisten = \"0.0.0.0:9000\"\ntoken = \"abc\"\n",
+        )
+        .unwrap();
+        let mqtt = file.mqtt.clone().unwrap();
+        assert_eq!((mqtt.port, mqtt.device.as_str()), (8883, "door"));
+        assert!(mqtt.ca_file.as_ref().unwrap().is_absolute());
+        assert_eq!(mqtt.queue, crate::net::mqtt::DEFAULT_QUEUE);
+        let http = file.http.clone().unwrap();
+        assert_eq!(http.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(http.stream_fps, crate::net::http::DEFAULT_STREAM_FPS);
+
+        // `pinsight config` shows whether a secret is set, never the secret.
+        let config = resolve_run(
+            Some(file),
+            ModelSettings::default(),
+            RunSettings::default(),
+            None,
+            Duration::ZERO,
+        );
+        let printed = serde_json::to_string(&config).unwrap();
+        assert!(!printed.contains("hunter2") && !printed.contains("\"abc\""));
+        assert!(printed.contains("\"password\":\"(set)\""), "{printed}");
+
+        let defaults = load_text("[http]\n").unwrap().http.unwrap();
+        assert_eq!(
+            defaults.listen.to_string(),
+            crate::net::http::DEFAULT_LISTEN
+        );
     }
 
     #[test]

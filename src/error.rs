@@ -135,6 +135,11 @@ pub enum Error {
     )]
     GpioPermission { device: PathBuf },
 
+    /// A network output cannot start: the HTTP address cannot be bound (in use, or not this
+    /// machine's), or the MQTT client cannot be set up.
+    #[error("{what}: {reason}")]
+    Network { what: String, reason: String },
+
     #[error("will not write a head to {}: {reason}", path.display())]
     OutRefused { path: PathBuf, reason: String },
 
@@ -239,6 +244,7 @@ impl Error {
             | Error::Gpio { .. }
             | Error::GpioPermission { .. }
             | Error::Write { .. }
+            | Error::Network { .. }
             | Error::Output(_) => ErrorKind::System,
             Error::Unreadable { .. } => ErrorKind::Partial,
             Error::Inference(_) | Error::Internal(_) => ErrorKind::Internal,

@@ -134,6 +134,11 @@ pub struct Converter {
 }
 
 impl Converter {
+    /// The frame converted last (empty before the first).
+    pub fn rgb(&self) -> &RgbImage {
+        &self.rgb
+    }
+
     pub fn to_rgb(&mut self, frame: &Frame) -> Result<&RgbImage, ConvertError> {
         let corrupt = |reason: String| ConvertError::Corrupt {
             origin: frame.origin.clone(),

@@ -14,6 +14,7 @@
 
 pub mod bench;
 pub mod board;
+pub mod canvas;
 pub mod checksum;
 pub mod config;
 pub mod decide;
@@ -23,6 +24,7 @@ pub mod error;
 pub mod frame;
 pub mod gpio;
 pub mod model;
+pub mod net;
 pub mod notify;
 pub mod preprocess;
 pub mod run;

@@ -150,6 +150,45 @@ fn config_resolves_the_starter_config_from_anywhere_and_refuses_a_broken_one() {
 }
 
 #[test]
+fn config_checks_the_network_example_and_hides_its_secrets() {
+    let example = common::repo().join("board/examples/pinsight-network.toml");
+    let output = common::pinsight()
+        .arg("config")
+        .arg(&example)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(!stdout.contains("change-me"), "{stdout}");
+    let resolved: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(resolved["mqtt"]["password"], "(set)");
+    assert_eq!(resolved["http"]["token"], "(set)");
+    assert_eq!(resolved["http"]["listen"], "0.0.0.0:8080");
+    assert_eq!(resolved["mqtt"]["classes"][1], "coffee mug");
+
+    // A state-topic class the head lacks is refused before anything runs, naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&example).unwrap().replace(
+        "classes = [\"cup\", \"coffee mug\"]",
+        "classes = [\"cup\", \"mug\"]",
+    );
+    let changed = dir.path().join("pinsight.toml");
+    std::fs::write(&changed, text).unwrap();
+    let output = common::pinsight()
+        .arg("config")
+        .arg(&changed)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("[mqtt] classes: the head has no class \"mug\""),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn version_names_the_commit_target_kernels_and_bundled_backbone() {
     let output = common::pinsight().arg("--version").output().unwrap();
     assert!(output.status.success());

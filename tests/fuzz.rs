@@ -24,6 +24,7 @@
 //! `cargo test --release --test fuzz -- --ignored write_seeds` writes the seed corpus files
 //! that are made rather than found (see `fuzz/seeds.rs` and `tests/fuzz/README.md`).
 
+mod common;
 #[path = "fuzz/mutate.rs"]
 mod mutate;
 #[path = "fuzz/seeds.rs"]
@@ -105,20 +106,9 @@ fn env_number(name: &str) -> Option<u64> {
     Some(parsed.unwrap_or_else(|_| panic!("{name}={value:?} is not a number")))
 }
 
-/// Whether the tests run under an emulator (qemu-user, when cross-compiled).
-fn emulated() -> bool {
-    let variable = format!(
-        "CARGO_TARGET_{}_RUNNER",
-        env!("PINSIGHT_BUILD_TARGET")
-            .to_uppercase()
-            .replace(['-', '.'], "_")
-    );
-    std::env::var(variable).is_ok_and(|runner| !runner.trim().is_empty())
-}
-
 /// How long one execution may take: 20 s natively, 10 minutes under an emulator.
 fn time_limit() -> Duration {
-    let default = if emulated() { 600 } else { 20 };
+    let default = if common::emulated() { 600 } else { 20 };
     Duration::from_secs(env_number("PINSIGHT_FUZZ_TIMEOUT").unwrap_or(default))
 }
 
@@ -324,11 +314,13 @@ fn fuzz(name: &'static str) {
     });
     let budget = match long {
         Some(seconds) => Budget::Until(Instant::now() + Duration::from_secs(seconds)),
-        None => Budget::Executions(env_number("PINSIGHT_FUZZ_EXECS").unwrap_or(if emulated() {
-            1000
-        } else {
-            3000
-        })),
+        None => Budget::Executions(
+            env_number("PINSIGHT_FUZZ_EXECS").unwrap_or(if common::emulated() {
+                1000
+            } else {
+                3000
+            }),
+        ),
     };
     LIMIT
         .0

@@ -21,22 +21,10 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------------------------
 // Running the binary
 
-/// Whether the binary runs under an emulator (qemu-user, when the tests were cross-compiled):
-/// the runner `common::pinsight()` puts in front of it.
-fn emulated() -> bool {
-    let variable = format!(
-        "CARGO_TARGET_{}_RUNNER",
-        env!("PINSIGHT_BUILD_TARGET")
-            .to_uppercase()
-            .replace(['-', '.'], "_")
-    );
-    std::env::var(variable).is_ok_and(|runner| !runner.trim().is_empty())
-}
-
 /// How long a run may take before it counts as hung: a minute natively; qemu-user runs the
 /// model some twenty times slower, and the cross suites run several tests at once.
 fn time_limit() -> Duration {
-    Duration::from_secs(if emulated() { 1200 } else { 60 })
+    Duration::from_secs(if common::emulated() { 1200 } else { 60 })
 }
 
 /// The address space pinsight is given natively: 3 GiB, less than a 4 GB board has, and far
@@ -50,7 +38,11 @@ const ADDRESS_SPACE: u64 = 3 << 30;
 /// The most resident memory any pinsight process here may reach, in KiB: 1.5 GiB natively;
 /// under qemu-user, 3 GiB, as the emulator's own memory (its translated code) counts too.
 fn peak_rss_limit_kib() -> u64 {
-    if emulated() { 3 << 20 } else { 1536 << 10 }
+    if common::emulated() {
+        3 << 20
+    } else {
+        1536 << 10
+    }
 }
 
 struct Outcome {
@@ -104,7 +96,7 @@ where
 }
 
 fn spawn(mut command: Command, stdout: Stdio) -> Outcome {
-    if !emulated() {
+    if !common::emulated() {
         // SAFETY: the closure runs in the child between fork and exec, where only
         // async-signal-safe calls are allowed: setrlimit is one, and it touches only the
         // `limit` on this closure's stack.

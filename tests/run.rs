@@ -44,6 +44,7 @@ fn options(frames: Option<u64>) -> RunOptions {
         threshold: 0.5,
         smooth: 1,
         notifier: None,
+        hub: None,
     }
 }
 

@@ -26,6 +26,7 @@ use crate::frame::PixelFormat;
 use crate::gpio::cdev::Chip;
 use crate::gpio::{self, NoOutputs, Outputs, Presses, Signals, Trigger};
 use crate::model::{Classifier, Engine, KernelSet, threads};
+use crate::net::{HttpSettings, MqttSettings, Network};
 use crate::scores::Guess;
 use crate::source::{Camera, CameraConfig, Files, FrameSource};
 use crate::{Error, Result};
@@ -105,6 +106,10 @@ pub struct RunConfig {
     /// How long the outputs stay requested at their safe levels after the loop.
     #[serde(skip)]
     pub hold_safe: Duration,
+    /// Results to an MQTT broker ([`crate::net::mqtt`]).
+    pub mqtt: Option<MqttSettings>,
+    /// The HTTP endpoint ([`crate::net::http`]).
+    pub http: Option<HttpSettings>,
 }
 
 /// Runs `pinsight run`: outputs safe, source, model, labels checked, the loop, outputs safe.
@@ -146,16 +151,35 @@ pub fn run(
     };
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone(), Arc::downgrade(&signals))?;
+    // The network outputs before the model, so that /healthz answers while it loads.
+    let mut network = Network::start(config.http.as_ref(), config.mqtt.as_ref())?;
 
     let (mut source, is_camera) = open_source(config)?;
     let classifier = config.model.load()?;
+    let labels = classifier.labels();
     if let (Some(deployment), Some(path)) = (&deployment, &config.config) {
         deployment
-            .check_labels(classifier.labels())
+            .check_labels(labels)
             .map_err(|reason| Error::Config {
                 path: path.clone(),
                 reason,
             })?;
+    }
+    if let Some(network) = &mut network {
+        network.hub().model_loaded();
+        if let Some(mqtt) = &config.mqtt {
+            let outputs = deployment
+                .as_ref()
+                .map(Deployment::output_classes)
+                .unwrap_or_default();
+            let classes = mqtt
+                .classes_for(labels, &outputs)
+                .map_err(|reason| Error::Config {
+                    path: config.config.clone().unwrap_or_default(),
+                    reason,
+                })?;
+            network.start_mqtt(&classes)?;
+        }
     }
     let mut presses = match (&trigger, &chip) {
         (Some(spec), Some(chip)) => {
@@ -179,6 +203,7 @@ pub fn run(
         threshold: config.threshold,
         smooth: config.smooth.unwrap_or(if is_camera { 3 } else { 1 }),
         notifier: crate::notify::Notifier::from_env().map(Arc::new),
+        hub: network.as_ref().map(Network::hub),
     };
     let summary = run_loop(
         source.as_mut(),
@@ -188,7 +213,11 @@ pub fn run(
         &*signals,
         &stop,
         report,
-    )?;
+    );
+    if let Some(network) = network {
+        network.finish();
+    }
+    let summary = summary?;
     // The trigger thread ends on the stop flag.
     stop.store(true, Ordering::Relaxed);
     if deployment.is_some() {
@@ -268,6 +297,7 @@ pub fn classify(
         threshold: 0.0,
         smooth: 1,
         notifier: None,
+        hub: None,
     };
     let summary = run_loop(
         &mut source,

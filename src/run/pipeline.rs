@@ -12,6 +12,7 @@ use crate::decide::{Decision, Smoother, decide};
 use crate::frame::{Converter, Frame};
 use crate::gpio::{self, Presses, Signals, Wait};
 use crate::model::Classifier;
+use crate::net::Hub;
 use crate::notify::{Health, Notifier};
 use crate::scores::Guess;
 use crate::source::{FrameSource, Next};
@@ -31,6 +32,9 @@ pub struct RunOptions {
     pub smooth: usize,
     /// Where to tell systemd that the loop is ready and alive ([`crate::notify`]).
     pub notifier: Option<Arc<Notifier>>,
+    /// The network outputs' hub ([`crate::net`]): every result, its frame, and that the
+    /// source is alive.
+    pub hub: Option<Arc<Hub>>,
 }
 
 /// One decided result, as the run loop reports it (one JSON line on stdout).
@@ -226,8 +230,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             let press = match presses.wait(timeout)? {
                 Wait::Press(press) => press,
                 Wait::Timeout => {
-                    self.health
-                        .waiting(Instant::now(), self.source.last_capture());
+                    self.waiting(Instant::now());
                     continue;
                 }
                 Wait::Stopped => break,
@@ -278,8 +281,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             while !self.stop.load(Ordering::Relaxed) && Instant::now() < cooled {
                 let until = self.poll_pulses()?.min(cooled - Instant::now());
                 std::thread::sleep(until.min(STOP_CHECK));
-                self.health
-                    .waiting(Instant::now(), self.source.last_capture());
+                self.waiting(Instant::now());
             }
         }
         Ok(())
@@ -293,8 +295,18 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             if now >= deadline {
                 return;
             }
-            self.health.waiting(now, self.source.last_capture());
+            self.waiting(now);
             std::thread::sleep((deadline - now).min(STOP_CHECK));
+        }
+    }
+
+    /// While the loop waits (for a press, a cooldown, the next frame at `fps`): tells systemd
+    /// and the hub that it is alive as long as the source still captures.
+    fn waiting(&mut self, now: Instant) {
+        let last_capture = self.source.last_capture();
+        self.health.waiting(now, last_capture);
+        if let (Some(hub), Some(at)) = (&self.options.hub, last_capture) {
+            hub.frame_seen(at);
         }
     }
 
@@ -359,6 +371,9 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
                         gpio::lock(self.signals).set_ready(true, Instant::now())?;
                         self.health.ready();
                     }
+                    if let Some(hub) = &self.options.hub {
+                        hub.frame_seen(frame.captured_at);
+                    }
                     ms.capture += millis(started, Instant::now());
                     return Ok(Some(frame));
                 }
@@ -384,6 +399,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             decision.label.as_deref(),
             self.summary.decided,
         );
+        let frames = trigger.as_ref().map_or(1, |trigger| trigger.burst as u64);
         let result = Decided {
             time: jiff::Timestamp::now().to_string(),
             frame: frame.sequence,
@@ -395,6 +411,9 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             ms,
             trigger,
         };
+        if let Some(hub) = &self.options.hub {
+            hub.result(&result, frames, self.converter.rgb());
+        }
         (self.report)(&result).map_err(|e| crate::Error::Output(e.to_string()))
     }
 }

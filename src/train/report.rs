@@ -24,6 +24,7 @@ use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 use image::RgbImage;
 use serde::Serialize;
 
+use crate::canvas::Canvas;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -433,36 +434,6 @@ fn truncate(text: &str, max: usize) -> String {
             .take(max.saturating_sub(1))
             .chain(['~'])
             .collect()
-    }
-}
-
-/// An image that embedded-graphics draws on.
-struct Canvas(RgbImage);
-
-impl OriginDimensions for Canvas {
-    fn size(&self) -> Size {
-        Size::new(self.0.width(), self.0.height())
-    }
-}
-
-impl DrawTarget for Canvas {
-    type Color = Rgb888;
-    type Error = std::convert::Infallible;
-
-    fn draw_iter<I: IntoIterator<Item = Pixel<Rgb888>>>(
-        &mut self,
-        pixels: I,
-    ) -> Result<(), Self::Error> {
-        for Pixel(point, colour) in pixels {
-            if let (Ok(x), Ok(y)) = (u32::try_from(point.x), u32::try_from(point.y))
-                && x < self.0.width()
-                && y < self.0.height()
-            {
-                self.0
-                    .put_pixel(x, y, image::Rgb([colour.r(), colour.g(), colour.b()]));
-            }
-        }
-        Ok(())
     }
 }
 

@@ -56,6 +56,18 @@ pub fn pinsight() -> Command {
     command
 }
 
+/// Whether the tests run under an emulator (qemu-user, when cross-compiled): the runner
+/// [`pinsight`] puts in front of the binary.
+pub fn emulated() -> bool {
+    let variable = format!(
+        "CARGO_TARGET_{}_RUNNER",
+        env!("PINSIGHT_BUILD_TARGET")
+            .to_uppercase()
+            .replace(['-', '.'], "_")
+    );
+    std::env::var(variable).is_ok_and(|runner| !runner.trim().is_empty())
+}
+
 /// A flat photo folder in a temporary directory: `(class folder name, photos)`, the photos
 /// copied, in name order, from the clothing fixture's class of the same index (hat, pants,
 /// shoes, then hat again).
