@@ -48,18 +48,19 @@ fn tool(name: &str) -> Command {
     Command::new(path)
 }
 
-/// A Mosquitto broker on 127.0.0.1, stopped when dropped.
+/// A Mosquitto broker on 127.0.0.1, on a port free when it starts, stopped when dropped.
 struct Broker {
     port: u16,
-    dir: PathBuf,
+    /// Its config file's folder.
+    dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl Broker {
-    fn start(dir: &Path, port: u16) -> Broker {
+    fn start() -> Broker {
         let mut broker = Broker {
-            port,
-            dir: dir.into(),
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
             child: None,
         };
         broker.restart();
@@ -68,7 +69,7 @@ impl Broker {
 
     /// Starts the broker (again), on the same port, and waits until it accepts connections.
     fn restart(&mut self) {
-        let config = self.dir.join("mosquitto.conf");
+        let config = self.dir.path().join("mosquitto.conf");
         std::fs::write(
             &config,
             format!(
@@ -337,8 +338,7 @@ fn mqtt_carries_results_states_discovery_and_availability() {
     if host_only() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), free_port());
+    let broker = Broker::start();
     let everything = Subscriber::start(broker.port, "#", None);
     let (_photos, config) = deployment(9, 50.0, &mqtt_section(broker.port, ""));
     let (status, lines, log) = Run::start(&config).finish();
@@ -440,8 +440,7 @@ fn the_last_will_says_offline_when_pinsight_is_killed() {
     if host_only() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), free_port());
+    let broker = Broker::start();
     let availability = Subscriber::start(broker.port, "pinsight/bench/availability", None);
     let (_photos, config) = deployment(200, 2.0, &mqtt_section(broker.port, ""));
     let mut run = Run::start(&config);
@@ -469,8 +468,7 @@ fn a_broker_that_goes_away_costs_no_result_and_what_it_misses_is_counted() {
     if host_only() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::start(dir.path(), free_port());
+    let mut broker = Broker::start();
     let photos = 60;
     // A queue of 5 results: the broker's absence overflows it.
     let (_photos, config) = deployment(photos, 20.0, &mqtt_section(broker.port, "queue = 5\n"));

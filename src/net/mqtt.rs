@@ -281,10 +281,9 @@ impl Publisher {
             if was == Some(on) {
                 continue;
             }
-            let payload = if on { "ON" } else { "OFF" };
             sent_all &= self
                 .client
-                .try_publish(topic, QoS::AtLeastOnce, true, payload)
+                .try_publish(topic, QoS::AtLeastOnce, true, state_payload(on))
                 .is_ok();
         }
         // A state that did not fit in the queue is sent with the next change.
@@ -436,27 +435,16 @@ impl Connection {
 /// Sends a new connection's announcements, then every class state (the broker may have
 /// restarted without them), waiting for room in the queue.
 async fn announce(publisher: Arc<Publisher>, announcements: Vec<(String, String)>) {
-    for (topic, payload) in announcements {
-        if publisher
-            .client
-            .publish(topic, QoS::AtLeastOnce, true, payload)
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
     let label = {
         let mut states = publisher.states.lock().unwrap_or_else(|e| e.into_inner());
         // Until all are sent again, the next result sends every state.
         states.take().flatten()
     };
-    for (class, topic) in &publisher.classes {
-        let payload = if label.as_ref() == Some(class) {
-            "ON"
-        } else {
-            "OFF"
-        };
+    let states = publisher.classes.iter().map(|(class, topic)| {
+        let on = label.as_ref() == Some(class);
+        (topic.clone(), state_payload(on).to_owned())
+    });
+    for (topic, payload) in announcements.into_iter().chain(states) {
         if publisher
             .client
             .publish(topic, QoS::AtLeastOnce, true, payload)
@@ -471,6 +459,11 @@ async fn announce(publisher: Arc<Publisher>, announcements: Vec<(String, String)
     if states.is_none() {
         *states = Some(label);
     }
+}
+
+/// A class state topic's payload.
+fn state_payload(on: bool) -> &'static str {
+    if on { "ON" } else { "OFF" }
 }
 
 /// Home Assistant's discovery messages and `online`, as each connection sends them.
