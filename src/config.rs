@@ -10,6 +10,7 @@
 //! [outputs]
 //! [mqtt]                    # results to an MQTT broker (crate::net::mqtt); off without it
 //! [http]                    # health, metrics, snapshot, preview (crate::net::http); off without it
+//! [keep]                    # frames below the threshold saved for training (crate::keep); off without it
 //! ```
 //!
 //! Every key is optional. A command-line option overrides the file's key, and what neither
@@ -27,6 +28,7 @@ use serde::Deserialize;
 use crate::board::{self, Deployment};
 use crate::decode::MAX_SIDE;
 use crate::frame::PixelFormat;
+use crate::keep::KeepSettings;
 use crate::model::Engine;
 use crate::net::{HttpSettings, MqttSettings};
 use crate::run::{CameraSettings, ModelFiles, RunConfig, RunMode};
@@ -84,6 +86,7 @@ pub struct ConfigFile {
     pub deployment: Option<Deployment>,
     pub mqtt: Option<MqttSettings>,
     pub http: Option<HttpSettings>,
+    pub keep: Option<KeepSettings>,
 }
 
 /// `[model]` as written.
@@ -196,6 +199,11 @@ pub fn load(path: &Path) -> Result<ConfigFile> {
         .map(HttpSettings::from_toml)
         .transpose()
         .map_err(bad)?;
+    let keep = table
+        .remove("keep")
+        .map(|value| KeepSettings::from_toml(value, folder))
+        .transpose()
+        .map_err(bad)?;
     let deployment = if table.contains_key("board") {
         Some(board::from_table(path, table)?)
     } else if let Some(key) = ["trigger", "outputs", "gpio", "pins", "camera"]
@@ -209,7 +217,7 @@ pub fn load(path: &Path) -> Result<ConfigFile> {
     } else if let Some(key) = table.keys().next() {
         return Err(bad(format!(
             "unknown key `{key}`: a config file has `board`, [model], [run], [trigger], \
-             [outputs], [mqtt] and [http] (board/README.md)"
+             [outputs], [mqtt], [http] and [keep] (board/README.md)"
         )));
     } else {
         None
@@ -221,6 +229,7 @@ pub fn load(path: &Path) -> Result<ConfigFile> {
         deployment,
         mqtt,
         http,
+        keep,
     })
 }
 
@@ -337,7 +346,7 @@ pub fn resolve_run(
     frames: Option<u64>,
     hold_safe: Duration,
 ) -> RunConfig {
-    let (path, file_model, file_run, deployment, mqtt, http) = match file {
+    let (path, file_model, file_run, deployment, mqtt, http, keep) = match file {
         Some(file) => (
             Some(file.path),
             file.model,
@@ -345,11 +354,13 @@ pub fn resolve_run(
             file.deployment,
             file.mqtt,
             file.http,
+            file.keep,
         ),
         None => (
             None,
             ModelSettings::default(),
             RunSettings::default(),
+            None,
             None,
             None,
             None,
@@ -382,6 +393,7 @@ pub fn resolve_run(
         hold_safe,
         mqtt,
         http,
+        keep,
     }
 }
 

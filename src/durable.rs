@@ -1,7 +1,7 @@
 //! Writing files so that a crash or a power cut leaves either the old file or the new one,
 //! never half of one: write a temporary file beside the target, flush it to disk, rename it,
 //! flush the folder that holds the name. Every file pinsight writes goes through here
-//! ([`write()`]); a head folder is written as a whole into a staging folder that takes its place
+//! ([`write()`], or [`write_new`] for a file that must not replace one); a head folder is written as a whole into a staging folder that takes its place
 //! in one rename ([`rename_noreplace`], [`exchange`]).
 //!
 //! Files get the permissions `File::create` would give them (`0o666` less the umask), folders
@@ -56,6 +56,40 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     file.as_file().sync_all().map_err(fail)?;
     file.persist(path).map_err(|e| fail(e.error))?;
     sync_dir(dir).map_err(fail)
+}
+
+/// Writes `bytes` as a new file under the first of `names` (paths in the folder `dir`) that
+/// is free, through a temporary file in `dir`: synced, renamed without replacing anything, the
+/// folder synced. Returns the path taken; `AlreadyExists` when every name is taken.
+pub fn write_new(
+    dir: &Path,
+    names: impl IntoIterator<Item = PathBuf>,
+    bytes: &[u8],
+) -> std::io::Result<PathBuf> {
+    let mut file = tempfile::Builder::new()
+        .prefix(TEMPORARY_PREFIX)
+        .permissions(Permissions::from_mode(0o666))
+        .tempfile_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    // Removed on drop, unless renamed.
+    let temporary = file.into_temp_path();
+    for name in names {
+        match rename_noreplace(&temporary, &name) {
+            Ok(()) => {
+                // Nothing is left at the temporary name to remove.
+                let _ = temporary.keep();
+                sync_dir(dir)?;
+                return Ok(name);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "every name for it is taken",
+    ))
 }
 
 /// A folder being built beside the folder it will replace (named `.pinsight-<what>-XXXXXX`),

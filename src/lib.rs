@@ -23,6 +23,7 @@ pub mod durable;
 pub mod error;
 pub mod frame;
 pub mod gpio;
+pub mod keep;
 pub mod model;
 pub mod net;
 pub mod notify;

@@ -166,6 +166,9 @@ fn config_checks_the_network_example_and_hides_its_secrets() {
     assert_eq!(resolved["http"]["token"], "(set)");
     assert_eq!(resolved["http"]["listen"], "0.0.0.0:8080");
     assert_eq!(resolved["mqtt"]["classes"][1], "coffee mug");
+    assert_eq!(resolved["keep"]["folder"], "/var/lib/pinsight/unsure");
+    assert_eq!(resolved["keep"]["max_files"], 1000);
+    assert_eq!(resolved["keep"]["max_bytes"], 200_000_000);
 
     // A state-topic class the head lacks is refused before anything runs, naming it.
     let dir = tempfile::tempdir().unwrap();

@@ -53,14 +53,22 @@ struct Broker {
     port: u16,
     /// Its config file's folder.
     dir: tempfile::TempDir,
+    /// The listener's settings (anonymous clients, or TLS and a password file).
+    settings: String,
     child: Option<Child>,
 }
 
 impl Broker {
     fn start() -> Broker {
+        Broker::start_with(tempfile::tempdir().unwrap(), "allow_anonymous true\n")
+    }
+
+    /// A broker whose config file, in `dir`, has `settings` after its listener line.
+    fn start_with(dir: tempfile::TempDir, settings: &str) -> Broker {
         let mut broker = Broker {
             port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
+            dir,
+            settings: settings.into(),
             child: None,
         };
         broker.restart();
@@ -73,8 +81,8 @@ impl Broker {
         std::fs::write(
             &config,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
-                self.port
+                "listener {} 127.0.0.1\npersistence false\n{}",
+                self.port, self.settings
             ),
         )
         .unwrap();
@@ -116,7 +124,13 @@ struct Subscriber {
 
 impl Subscriber {
     fn start(port: u16, topic: &str, count: Option<usize>) -> Subscriber {
+        Subscriber::start_with(port, topic, count, &[])
+    }
+
+    /// A subscriber with `options` too (TLS, a user name).
+    fn start_with(port: u16, topic: &str, count: Option<usize>, options: &[&str]) -> Subscriber {
         let mut command = tool("mosquitto_sub");
+        command.args(options);
         command
             .args([
                 "-h",
@@ -435,6 +449,158 @@ fn mqtt_carries_results_states_discovery_and_availability() {
     assert_eq!(states.len(), 2, "{states:?}");
 }
 
+/// Runs `openssl` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = tool("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// In `dir`: an authority (`ca.pem`) and a certificate for 127.0.0.1 it signed (`server.pem`,
+/// `server.key`); another authority that signed nothing (`other-ca.pem`).
+fn certificates(dir: &Path) {
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (key_file, pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+        let subject = format!("/CN=pinsight test {ca}");
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+        args.extend(key);
+        args.extend(["-keyout", &key_file, "-out", &pem]);
+        openssl(dir, &args);
+    }
+    let mut args = vec!["req", "-subj", "/CN=127.0.0.1", "-keyout", "server.key"];
+    args.extend(key);
+    args.extend(["-out", "server.csr"]);
+    openssl(dir, &args);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n\
+         extendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+#[test]
+fn mqtt_over_tls_with_a_password_and_refused_without_the_right_authority_or_password() {
+    if host_only() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let status = tool("mosquitto_passwd")
+        .args(["-b", "-c", "passwd", "pinsight", "s3cret"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Mosquitto started by root drops to its own user, which must read them.
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let settings = format!(
+        "cafile {}\ncertfile {}\nkeyfile {}\nallow_anonymous false\npassword_file {}\n",
+        path("ca.pem"),
+        path("server.pem"),
+        path("server.key"),
+        path("passwd")
+    );
+    let broker = Broker::start_with(dir, &settings);
+    let ca = broker.dir.path().join("ca.pem");
+    let results = Subscriber::start_with(
+        broker.port,
+        "pinsight/vault/result",
+        None,
+        &[
+            "--cafile",
+            &ca.display().to_string(),
+            "-u",
+            "pinsight",
+            "-P",
+            "s3cret",
+        ],
+    );
+    let section = |ca: &str, password: &str| {
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\ndevice = \"vault\"\ntls = true\n\
+             ca_file = {:?}\nusername = \"pinsight\"\npassword = \"{password}\"\n",
+            broker.port,
+            broker.dir.path().join(ca)
+        )
+    };
+
+    let (_photos, config) = deployment(4, 50.0, &section("ca.pem", "s3cret"));
+    let (status, lines, log) = Run::start(&config).finish();
+    assert!(status.success(), "{log}");
+    assert_eq!(lines.len(), 4, "{log}");
+    assert!(log.contains("mqtt: connected to"), "{log}");
+    let finished = Instant::now() + Duration::from_secs(10);
+    while results.messages().len() < 4 && Instant::now() < finished {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let payloads: Vec<String> = results.messages().into_iter().map(|(_, p)| p).collect();
+    assert_eq!(payloads, lines, "every result, over TLS");
+
+    // An authority that did not sign the broker's certificate, or a wrong password: no
+    // connection, said in the log, and every result still on stdout.
+    for (ca, password, reason) in [
+        ("other-ca.pem", "s3cret", "certificate"),
+        ("ca.pem", "wrong", "NotAuthorized"),
+    ] {
+        let (_photos, config) = deployment(4, 50.0, &section(ca, password));
+        let (status, lines, log) = Run::start(&config).finish();
+        assert!(status.success(), "{log}");
+        assert_eq!(lines.len(), 4, "{log}");
+        assert!(!log.contains("mqtt: connected to"), "{log}");
+        let warning = log.lines().find(|l| l.contains("mqtt: 127.0.0.1:"));
+        assert!(
+            warning.is_some_and(|w| w.contains(reason)),
+            "{ca}, {password}: no {reason:?} in\n{log}"
+        );
+    }
+    assert_eq!(
+        results.messages().len(),
+        4,
+        "nothing more reached the broker"
+    );
+}
+
 #[test]
 fn the_last_will_says_offline_when_pinsight_is_killed() {
     if host_only() {
@@ -579,7 +745,9 @@ fn http_serves_health_metrics_a_snapshot_and_a_stream_to_those_with_the_token() 
     if host_only() {
         return;
     }
-    let (_photos, config) = deployment(100, 10.0, &http_section());
+    // With [keep] too, for its metrics.
+    let sections = format!("{}[keep]\nfolder = \"unsure\"\n", http_section());
+    let (_photos, config) = deployment(100, 10.0, &sections);
     let mut run = Run::start(&config);
     let address = run.http_address();
     run.wait_for_results(2);
@@ -642,6 +810,9 @@ fn http_serves_health_metrics_a_snapshot_and_a_stream_to_those_with_the_token() 
         "pinsight_resident_memory_bytes",
         "pinsight_model_loaded 1",
         "pinsight_camera_streaming 1",
+        "pinsight_kept_total",
+        "pinsight_kept_dropped_total",
+        "pinsight_kept_files",
     ] {
         assert!(text.contains(name), "no {name} in\n{text}");
     }

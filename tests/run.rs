@@ -45,6 +45,7 @@ fn options(frames: Option<u64>) -> RunOptions {
         smooth: 1,
         notifier: None,
         hub: None,
+        keeper: None,
     }
 }
 
@@ -174,6 +175,134 @@ fn cli_run_prints_one_json_line_a_result_with_stage_times() {
     }
     assert_eq!(lines[1]["label"], "espresso");
     assert_eq!(lines[1]["source"], "samples/coffee.png");
+}
+
+/// Files under `dir`, relative, sorted; hidden names (the index) left out.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for class in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = class.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if class.path().is_dir() {
+            for file in std::fs::read_dir(class.path()).unwrap().flatten() {
+                found.push(format!("{name}/{}", file.file_name().to_string_lossy()));
+            }
+        } else {
+            found.push(name);
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn cli_run_keeps_the_frames_below_the_threshold_within_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let unsure = dir.path().join("unsure");
+    std::fs::create_dir(&unsure).unwrap();
+    std::fs::write(unsure.join("README"), "the user's notes").unwrap();
+    let config = dir.path().join("pinsight.toml");
+    let write_config = |max_files: u32| {
+        let text =
+            format!("[keep]\nfolder = \"unsure\"\nmax_files = {max_files}\nmin_interval = 0\n");
+        std::fs::write(&config, text).unwrap();
+    };
+    let run = || {
+        let output = common::pinsight()
+            .env("RUST_LOG", "info")
+            .args(["run", "--source", "samples", "--threshold", "1", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        let results: Vec<Value> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(results.len(), 3);
+        // Each best guess, by its file name's ending.
+        let mut guesses = std::collections::BTreeMap::new();
+        for result in results {
+            assert_eq!(result["label"], Value::Null, "all below 1: {result}");
+            let ending = format!("-f{}.jpg", result["frame"]);
+            guesses.insert(
+                ending,
+                result["top"][0]["label"].as_str().unwrap().to_owned(),
+            );
+        }
+        (stderr, guesses)
+    };
+    // "kept N frames ..., M dropped while the writer was busy": N + M = 3 results.
+    let counted = |stderr: &str, what: &str| -> u64 {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("below the threshold in"))
+            .unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words.iter().position(|w| w.starts_with(what)).unwrap();
+        words[at - 1].parse().unwrap()
+    };
+
+    write_config(10);
+    let (stderr, guesses) = run();
+    let kept = counted(&stderr, "frames");
+    assert_eq!(kept + counted(&stderr, "dropped"), 3, "{stderr}");
+    assert!(
+        kept >= 1,
+        "the first unsure frame finds the writer idle: {stderr}"
+    );
+    let files = files_under(&unsure);
+    assert_eq!(files.len() as u64, kept + 1, "{files:?}");
+    for file in files.iter().filter(|f| f.ends_with(".jpg")) {
+        // <best guess>/<time>-f<frame>.jpg, a JPEG of the frame.
+        let (class, name) = file.split_once('/').unwrap();
+        let guess = guesses
+            .iter()
+            .find(|(ending, _)| name.ends_with(ending.as_str()));
+        assert_eq!(
+            guess.map(|(_, label)| label.as_str()),
+            Some(class),
+            "{file}"
+        );
+        let image = image::open(unsure.join(file)).unwrap();
+        assert!(image.width() > 100, "{file}");
+    }
+
+    // Again with room for one: the older frames go, the user's file stays.
+    write_config(1);
+    run();
+    let files = files_under(&unsure);
+    assert_eq!(
+        files.len(),
+        2,
+        "the newest kept frame and the user's: {files:?}"
+    );
+    assert!(files.contains(&"README".to_string()));
+    assert_eq!(
+        std::fs::read(unsure.join("README")).unwrap(),
+        b"the user's notes"
+    );
+
+    // A folder that cannot be made is named before anything runs.
+    std::fs::write(&config, "[keep]\nfolder = \"pinsight.toml/unsure\"\n").unwrap();
+    let output = common::pinsight()
+        .args(["run", "--source", "samples", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && output.stdout.is_empty(),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("pinsight.toml/unsure") && stderr.contains("[keep]"),
+        "{stderr}"
+    );
 }
 
 #[test]

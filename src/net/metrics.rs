@@ -1,14 +1,16 @@
 //! What `/metrics` reports, in the Prometheus text format (version 0.0.4): counters of frames
 //! and results, a histogram of each stage's time, the inference time's median and 99th
 //! percentile over the last [`WINDOW`] frames, the process's resident memory, the CPU's
-//! temperature where `/sys/class/thermal` has it, and the MQTT queue's counts. Every name
+//! temperature where `/sys/class/thermal` has it, the MQTT queue's counts and what `[keep]`
+//! kept ([`crate::keep`]). Every name
 //! starts with `pinsight_`; times are in seconds, sizes in bytes (README.md, "Metrics").
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::keep::KeepCounts;
 use crate::run::Decided;
 
 /// Frames whose inference time the quantiles are taken over.
@@ -28,6 +30,8 @@ pub struct Metrics {
     mqtt: MqttCounts,
     /// Clients watching `/stream.mjpeg` now.
     pub stream_clients: AtomicU64,
+    /// The keeper's counts, when the run keeps unsure frames.
+    keep: OnceLock<Arc<KeepCounts>>,
 }
 
 #[derive(Default)]
@@ -111,6 +115,11 @@ impl Metrics {
         }
         counts.inference.push_back(per_frame);
         counts.inference_sum += per_frame * frames as f64;
+    }
+
+    /// Reports `counts` too: the run keeps unsure frames.
+    pub fn count_kept(&self, counts: Arc<KeepCounts>) {
+        let _ = self.keep.set(counts);
     }
 
     pub fn mqtt(&self) -> &MqttCounts {
@@ -281,6 +290,49 @@ impl Metrics {
                 "Messages the MQTT broker acknowledged.",
                 &load(&mqtt.acknowledged),
             );
+        }
+        if let Some(keep) = self.keep.get() {
+            let kept = keep.totals();
+            for (name, kind, help, value) in [
+                (
+                    "kept_total",
+                    "counter",
+                    "Frames below the threshold saved to the keep folder.",
+                    kept.kept,
+                ),
+                (
+                    "kept_removed_total",
+                    "counter",
+                    "Kept frames removed, oldest first, to stay within the keep folder's budget.",
+                    kept.removed,
+                ),
+                (
+                    "kept_dropped_total",
+                    "counter",
+                    "Frames below the threshold not kept because the writer was busy.",
+                    kept.dropped,
+                ),
+                (
+                    "kept_failed_total",
+                    "counter",
+                    "Frames below the threshold that could not be written.",
+                    kept.failed,
+                ),
+                (
+                    "kept_files",
+                    "gauge",
+                    "Kept frames in the keep folder now.",
+                    kept.files,
+                ),
+                (
+                    "kept_bytes",
+                    "gauge",
+                    "Bytes of the kept frames in the keep folder now.",
+                    kept.bytes,
+                ),
+            ] {
+                metric(name, kind, help, &one(value as f64));
+            }
         }
         out
     }

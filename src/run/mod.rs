@@ -25,6 +25,7 @@ use crate::board::Deployment;
 use crate::frame::PixelFormat;
 use crate::gpio::cdev::Chip;
 use crate::gpio::{self, NoOutputs, Outputs, Presses, Signals, Trigger};
+use crate::keep::{KeepSettings, Keeper};
 use crate::model::{Classifier, Engine, KernelSet, threads};
 use crate::net::{HttpSettings, MqttSettings, Network};
 use crate::scores::Guess;
@@ -110,6 +111,8 @@ pub struct RunConfig {
     pub mqtt: Option<MqttSettings>,
     /// The HTTP endpoint ([`crate::net::http`]).
     pub http: Option<HttpSettings>,
+    /// Where frames below the threshold are kept ([`crate::keep`]).
+    pub keep: Option<KeepSettings>,
 }
 
 /// Runs `pinsight run`: outputs safe, source, model, labels checked, the loop, outputs safe.
@@ -153,6 +156,14 @@ pub fn run(
     watch_signals(stop.clone(), Arc::downgrade(&signals))?;
     // The network outputs before the model, so that /healthz answers while it loads.
     let mut network = Network::start(config.http.as_ref(), config.mqtt.as_ref())?;
+    let keeper = config
+        .keep
+        .as_ref()
+        .map(|settings| Keeper::start(settings).map(Arc::new))
+        .transpose()?;
+    if let (Some(network), Some(keeper)) = (&network, &keeper) {
+        network.hub().metrics.count_kept(keeper.counts());
+    }
 
     let (mut source, is_camera) = open_source(config)?;
     let classifier = config.model.load()?;
@@ -204,6 +215,7 @@ pub fn run(
         smooth: config.smooth.unwrap_or(if is_camera { 3 } else { 1 }),
         notifier: crate::notify::Notifier::from_env().map(Arc::new),
         hub: network.as_ref().map(Network::hub),
+        keeper: keeper.clone(),
     };
     let summary = run_loop(
         source.as_mut(),
@@ -214,6 +226,21 @@ pub fn run(
         &stop,
         report,
     );
+    if let Some(keeper) = keeper {
+        let kept = keeper.finish();
+        log::info!(
+            "kept {} frames below the threshold in {} ({} there now, {:.1} MB), removed {} \
+             older ones to stay within the budget, {} dropped while the writer was busy, {} \
+             could not be written",
+            kept.kept,
+            keeper.folder().display(),
+            kept.files,
+            kept.bytes as f64 / 1e6,
+            kept.removed,
+            kept.dropped,
+            kept.failed
+        );
+    }
     if let Some(network) = network {
         network.finish();
     }
@@ -298,6 +325,7 @@ pub fn classify(
         smooth: 1,
         notifier: None,
         hub: None,
+        keeper: None,
     };
     let summary = run_loop(
         &mut source,

@@ -11,6 +11,7 @@ use serde::ser::{SerializeStruct, Serializer};
 use crate::decide::{Decision, Smoother, decide};
 use crate::frame::{Converter, Frame};
 use crate::gpio::{self, Presses, Signals, Wait};
+use crate::keep::Keeper;
 use crate::model::Classifier;
 use crate::net::Hub;
 use crate::notify::{Health, Notifier};
@@ -35,6 +36,8 @@ pub struct RunOptions {
     /// The network outputs' hub ([`crate::net`]): every result, its frame, and that the
     /// source is alive.
     pub hub: Option<Arc<Hub>>,
+    /// Where frames of results below the threshold are kept ([`crate::keep`]).
+    pub keeper: Option<Arc<Keeper>>,
 }
 
 /// One decided result, as the run loop reports it (one JSON line on stdout).
@@ -413,6 +416,11 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
         };
         if let Some(hub) = &self.options.hub {
             hub.result(&result, frames, self.converter.rgb());
+        }
+        if let (Some(keeper), None, Some(best)) =
+            (&self.options.keeper, &result.label, result.top.first())
+        {
+            keeper.offer(&best.label, frame.sequence, self.converter.rgb());
         }
         (self.report)(&result).map_err(|e| crate::Error::Output(e.to_string()))
     }
