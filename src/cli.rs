@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use pinsight::bench::BenchOptions;
+use pinsight::capture::CaptureOptions;
 use pinsight::config::{ModelSettings, RunSettings};
 use pinsight::frame::PixelFormat;
 use pinsight::model::Engine;
@@ -104,6 +105,9 @@ pub enum Command {
     /// The main loop: classify frames from a camera (or image files) as they come, one JSON
     /// line a result on stdout.
     Run(RunArgs),
+    /// Save frames from a camera (or image files) as photos of one class, into PHOTOS/CLASS/:
+    /// the folder `train` reads. Never replaces a file; prints each photo's path.
+    Capture(CaptureArgs),
     /// Train a head on a folder of labelled photos (a sub-folder per class) and write it as a
     /// head folder for `--head`.
     Train(TrainArgs),
@@ -334,11 +338,7 @@ pub struct RunArgs {
 impl RunArgs {
     /// The run asked for: these options over the config file's, over the defaults.
     pub fn resolve(self) -> pinsight::Result<RunConfig> {
-        let file = self
-            .config
-            .as_deref()
-            .map(pinsight::config::load)
-            .transpose()?;
+        let file = load_config(self.config.as_deref())?;
         let run = RunSettings {
             source: self.source,
             mode: self.mode.map(|mode| match mode {
@@ -359,6 +359,65 @@ impl RunArgs {
             self.frames,
             Duration::from_millis(self.hold_safe_ms),
         ))
+    }
+}
+
+#[derive(Args)]
+pub struct CaptureArgs {
+    /// The photos folder: the photos go into PHOTOS/CLASS/, made if missing.
+    photos: PathBuf,
+    /// The class the photos show: its folder's name, and the label a head trained on them
+    /// gives.
+    #[arg(long)]
+    class: String,
+    /// Photos to save, 1 to 100000.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64)
+          .range(pinsight::capture::COUNT.0..=pinsight::capture::COUNT.1))]
+    count: u64,
+    /// Seconds between two photos, 0 (as fast as frames come) to 3600.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = every)]
+    every: f64,
+    /// The config file, for its source and camera settings (board/README.md).
+    #[arg(long, env = "PINSIGHT_CONFIG")]
+    config: Option<PathBuf>,
+    /// A V4L2 camera (/dev/videoN), a folder of images, a glob pattern or an image file
+    /// [default: the config file's, the board's camera, else /dev/video0].
+    #[arg(long)]
+    source: Option<String>,
+    /// Camera: the frame size to ask for [default: 640x480].
+    #[arg(long, value_parser = pinsight::config::parse_size)]
+    size: Option<(u32, u32)>,
+    /// Camera: the pixel format to insist on (YUYV, NV12, RGB3, BGR3, GREY, MJPG).
+    #[arg(long, value_parser = pinsight::config::parse_format)]
+    format: Option<PixelFormat>,
+}
+
+impl CaptureArgs {
+    /// The session asked for: the source and camera of these options over the config file's,
+    /// over the defaults (as `run` resolves them).
+    pub fn resolve(self) -> pinsight::Result<CaptureOptions> {
+        let file = load_config(self.config.as_deref())?;
+        let run = RunSettings {
+            source: self.source,
+            size: self.size,
+            format: self.format,
+            ..RunSettings::default()
+        };
+        let resolved = pinsight::config::resolve_run(
+            file,
+            ModelSettings::default(),
+            run,
+            None,
+            Duration::ZERO,
+        );
+        Ok(CaptureOptions {
+            photos: self.photos,
+            class: self.class,
+            count: self.count,
+            every: Duration::from_secs_f64(self.every),
+            source: resolved.source,
+            camera: resolved.camera,
+        })
     }
 }
 
@@ -592,6 +651,18 @@ where
 
 fn fps(text: &str) -> Result<f64, String> {
     let (least, most) = pinsight::config::FPS;
+    number_in(text, least, false, most)
+}
+
+/// The config file `--config` names, read and checked.
+fn load_config(
+    path: Option<&std::path::Path>,
+) -> pinsight::Result<Option<pinsight::config::ConfigFile>> {
+    path.map(pinsight::config::load).transpose()
+}
+
+fn every(text: &str) -> Result<f64, String> {
+    let (least, most) = pinsight::capture::EVERY;
     number_in(text, least, false, most)
 }
 

@@ -203,6 +203,10 @@ pub fn create_dir_all(dir: &Path) -> std::io::Result<()> {
     match std::fs::create_dir(dir) {
         Ok(()) => sync_dir(parent_of(dir)),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(std::io::Error::new(
+            e.kind(),
+            format!("{} exists and is not a folder", dir.display()),
+        )),
         Err(e) => Err(e),
     }
 }

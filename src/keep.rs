@@ -437,8 +437,7 @@ impl Index {
     /// is logged and counted.
     fn keep(&mut self, job: &Job) {
         let dir = class_folder(&job.guess);
-        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
-        let name = format!("{stamp}-f{}", job.frame);
+        let name = photo_name(job.frame);
         match self.add(&dir, &name, &job.image) {
             Ok(path) => {
                 log::debug!("keep: {}", path.display());
@@ -461,10 +460,6 @@ impl Index {
 
     /// Writes `image` as `<dir>/<name>.jpg` (or `<name>-1.jpg`, ... when taken) and records it.
     fn add(&mut self, dir: &str, name: &str, image: &RgbImage) -> std::io::Result<PathBuf> {
-        let mut jpeg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
-            .encode_image(image)
-            .map_err(std::io::Error::other)?;
         let class_dir = self.folder.join(dir);
         if !class_dir.is_dir() {
             std::fs::create_dir(&class_dir)?;
@@ -472,10 +467,7 @@ impl Index {
             self.record(&Entry::Dir(dir.into()))?;
             self.dirs.insert(dir.into());
         }
-        let names = std::iter::once(format!("{name}.jpg"))
-            .chain((1..100).map(|n| format!("{name}-{n}.jpg")))
-            .map(|file| class_dir.join(file));
-        let path = durable::write_new(&class_dir, names, &jpeg)?;
+        let path = save_photo(&class_dir, name, image)?;
         let written = Written::of(&path).ok_or_else(|| {
             std::io::Error::other("the file was gone or replaced the moment it was written")
         })?;
@@ -536,6 +528,27 @@ impl Index {
             .store(self.files.len() as u64, Ordering::Relaxed);
         self.counts.bytes.store(self.bytes, Ordering::Relaxed);
     }
+}
+
+/// The name (without `.jpg`) of a photo of frame number `frame` taken now:
+/// `<UTC time>-f<frame>`, which sorts by time.
+pub fn photo_name(frame: u64) -> String {
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+    format!("{stamp}-f{frame}")
+}
+
+/// Saves `image` as a JPEG good enough to train on, `<dir>/<name>.jpg`, or `<name>-1.jpg`,
+/// `<name>-2.jpg`, ... when the name is taken: never over a file. Written to a temporary file,
+/// synced and renamed ([`durable::write_new`]). Returns its path.
+pub fn save_photo(dir: &Path, name: &str, image: &RgbImage) -> std::io::Result<PathBuf> {
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
+        .encode_image(image)
+        .map_err(std::io::Error::other)?;
+    let names = std::iter::once(format!("{name}.jpg"))
+        .chain((1..1000).map(|n| format!("{name}-{n}.jpg")))
+        .map(|file| dir.join(file));
+    durable::write_new(dir, names, &jpeg)
 }
 
 /// Writes the index of `folder` afresh with `dirs` and `files` (oldest first) and opens it for

@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod board;
 pub mod canvas;
+pub mod capture;
 pub mod checksum;
 pub mod config;
 pub mod decide;

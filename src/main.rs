@@ -45,6 +45,15 @@ fn run(command: Command, stdout: &mut impl Write) -> Result<()> {
             .map(drop)
             .context("run")
         }
+        Command::Capture(args) => {
+            let options = args.resolve().context("capture")?;
+            pinsight::capture::capture(&options, |path| {
+                writeln!(stdout, "{}", path.display())?;
+                stdout.flush()
+            })
+            .map(drop)
+            .context("capture")
+        }
         Command::Train(args) => {
             let trained = pinsight::train::train_from_folder(&args.resolve()).context("train")?;
             write!(stdout, "{trained}")?;

@@ -192,6 +192,68 @@ fn config_checks_the_network_example_and_hides_its_secrets() {
 }
 
 #[test]
+fn capture_adds_photos_for_training_and_never_replaces_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(photos.join("cup")).unwrap();
+    std::fs::write(photos.join("cup/mine.jpg"), b"the user's photo").unwrap();
+    let capture = |args: &[&str]| {
+        common::pinsight()
+            .arg("capture")
+            .arg(&photos)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut saved = Vec::new();
+    for _ in 0..2 {
+        let output = capture(&[
+            "--class", "cup", "--count", "2", "--every", "0", "--source", "samples",
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        let paths: Vec<String> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(paths.len(), 2, "{paths:?}");
+        saved.extend(paths);
+    }
+    // Four photos (a second session within the same second numbers its names), each a JPEG
+    // of a sample photo, beside the user's.
+    let mut names: Vec<String> = std::fs::read_dir(photos.join("cup"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert_eq!(
+        std::fs::read(photos.join("cup/mine.jpg")).unwrap(),
+        b"the user's photo"
+    );
+    for path in &saved {
+        assert!(
+            path.starts_with(&*photos.join("cup/").to_string_lossy()),
+            "{path}"
+        );
+        let image = image::open(path).unwrap();
+        assert!(image.width() > 100, "{path}");
+    }
+
+    // A class name `train` would not read as a class is refused before anything is written.
+    for class in ["a/b", "train", ".hidden", " cup", ""] {
+        let output = capture(&["--class", class, "--source", "samples"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{class:?}: {stderr}");
+        assert!(stderr.contains("class"), "{stderr}");
+    }
+    let output = capture(&["--class", "cup", "--source", "no-such-folder"]);
+    assert!(!output.status.success());
+    assert_eq!(std::fs::read_dir(photos.join("cup")).unwrap().count(), 5);
+}
+
+#[test]
 fn version_names_the_commit_target_kernels_and_bundled_backbone() {
     let output = common::pinsight().arg("--version").output().unwrap();
     assert!(output.status.success());
@@ -266,6 +328,7 @@ fn completions_and_man_pages_cover_every_subcommand() {
     let subcommands = [
         "classify",
         "run",
+        "capture",
         "train",
         "eval",
         "bench",

@@ -165,7 +165,7 @@ pub fn run(
         network.hub().metrics.count_kept(keeper.counts());
     }
 
-    let (mut source, is_camera) = open_source(config)?;
+    let (mut source, is_camera) = open_source(&config.source, &config.camera)?;
     let classifier = config.model.load()?;
     let labels = classifier.labels();
     if let (Some(deployment), Some(path)) = (&deployment, &config.config) {
@@ -261,17 +261,16 @@ pub fn run(
     Ok(summary)
 }
 
-/// The frame source the config names, and whether it is a camera.
-fn open_source(config: &RunConfig) -> Result<(Box<dyn FrameSource>, bool)> {
-    let name = &config.source;
+/// The frame source `name` (a camera `/dev/…`, else image files), and whether it is a camera.
+pub fn open_source(name: &str, camera: &CameraSettings) -> Result<(Box<dyn FrameSource>, bool)> {
     if !name.starts_with("/dev/") {
         return Ok((Box::new(Files::open(name)?), false));
     }
     let camera = Camera::open(CameraConfig {
         device: name.into(),
-        width: config.camera.width,
-        height: config.camera.height,
-        format: config.camera.format,
+        width: camera.width,
+        height: camera.height,
+        format: camera.format,
     })?;
     Ok((Box::new(camera), true))
 }

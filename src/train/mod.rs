@@ -31,7 +31,7 @@ mod rng;
 mod trainer;
 
 pub use cache::default_cache_dir;
-pub use photos::Split;
+pub use photos::{Split, check_new_class_name};
 pub use pipeline::{
     EvalOptions, Evaluated, TrainOptions, TrainOutcome, evaluate_folder, train_from_folder,
 };

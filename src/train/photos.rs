@@ -195,6 +195,31 @@ pub fn check_class_name(name: &std::ffi::OsStr) -> std::result::Result<&str, Str
     }
 }
 
+/// Whether `name` makes a class folder that `pinsight train` reads as a class: a good class
+/// name (as `check_class_name` has it) that is one folder (no `/`), not hidden (no leading `.`) and not
+/// a split's name (`train`, `validation`, `test`). Returns what is wrong.
+pub fn check_new_class_name(name: &str) -> std::result::Result<(), String> {
+    check_class_name(name.as_ref())?;
+    let shown = format!("{name:?}");
+    if name.contains('/') {
+        Err(format!(
+            "the class name {shown} holds a `/`: it must be one folder's name"
+        ))
+    } else if name.starts_with('.') {
+        Err(format!(
+            "the class name {shown} starts with `.`: training leaves hidden folders out"
+        ))
+    } else if SPLITS.contains(&name) {
+        Err(format!(
+            "the class name {shown} is a split's name ({}): training would read the folder \
+             as a split",
+            SPLITS.join(", ")
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// The class folders under `dir` (hidden folders and split folders left out), sorted, each
 /// name checked with [`check_class_name`], and no two the same but for case (they would be
 /// one folder on a FAT or exFAT card).
