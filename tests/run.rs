@@ -46,6 +46,7 @@ fn options(frames: Option<u64>) -> RunOptions {
         notifier: None,
         hub: None,
         keeper: None,
+        reload: None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! [`classify`] is the same loop over a list of image files, without pins.
 
 mod pipeline;
+pub mod reload;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ use crate::net::{HttpSettings, MqttSettings, Network};
 use crate::scores::Guess;
 use crate::source::{Camera, CameraConfig, Files, FrameSource};
 use crate::{Error, Result};
+use reload::HeadWatch;
 
 /// The model files and the engine that runs the backbone.
 #[derive(Debug, Clone, Serialize)]
@@ -176,22 +178,44 @@ pub fn run(
                 reason,
             })?;
     }
+    let outputs = deployment
+        .as_ref()
+        .map(Deployment::output_classes)
+        .unwrap_or_default();
+    let mqtt_classes = config
+        .mqtt
+        .as_ref()
+        .map(|mqtt| mqtt.classes_for(labels, &outputs))
+        .transpose()
+        .map_err(|reason| Error::Config {
+            path: config.config.clone().unwrap_or_default(),
+            reason,
+        })?;
     if let Some(network) = &mut network {
         network.hub().model_loaded();
-        if let Some(mqtt) = &config.mqtt {
-            let outputs = deployment
-                .as_ref()
-                .map(Deployment::output_classes)
-                .unwrap_or_default();
-            let classes = mqtt
-                .classes_for(labels, &outputs)
-                .map_err(|reason| Error::Config {
-                    path: config.config.clone().unwrap_or_default(),
-                    reason,
-                })?;
-            network.start_mqtt(&classes)?;
+        if let Some(classes) = &mqtt_classes {
+            network.start_mqtt(classes)?;
         }
     }
+    let accept = {
+        let deployment = deployment.clone();
+        let mqtt = config.mqtt.clone();
+        move |labels: &[String]| -> std::result::Result<(), String> {
+            if let Some(deployment) = &deployment {
+                deployment.check_labels(labels)?;
+            }
+            if let (Some(mqtt), Some(announced)) = (&mqtt, &mqtt_classes)
+                && mqtt.classes_for(labels, &outputs)? != *announced
+            {
+                log::warn!(
+                    "mqtt: the new head's classes are not those announced at the start; \
+                     restart pinsight to announce them"
+                );
+            }
+            Ok(())
+        }
+    };
+    let reload = HeadWatch::start(&config.model.head, stop.clone(), Box::new(accept))?;
     let mut presses = match (&trigger, &chip) {
         (Some(spec), Some(chip)) => {
             let trigger = Trigger::new(chip.trigger(spec)?, spec.edge, spec.debounce)?;
@@ -216,6 +240,7 @@ pub fn run(
         notifier: crate::notify::Notifier::from_env().map(Arc::new),
         hub: network.as_ref().map(Network::hub),
         keeper: keeper.clone(),
+        reload: Some(Arc::new(reload)),
     };
     let summary = run_loop(
         source.as_mut(),
@@ -253,10 +278,13 @@ pub fn run(
         std::thread::sleep(config.hold_safe);
     }
     log::info!(
-        "{} results, {} frames skipped as corrupt, {} dropped for newer ones",
+        "{} results, {} frames skipped as corrupt, {} dropped for newer ones; {} new heads \
+         taken, {} refused",
         summary.decided,
         summary.skipped,
-        summary.dropped
+        summary.dropped,
+        summary.reloads,
+        summary.reloads_refused
     );
     Ok(summary)
 }
@@ -325,6 +353,7 @@ pub fn classify(
         notifier: None,
         hub: None,
         keeper: None,
+        reload: None,
     };
     let summary = run_loop(
         &mut source,

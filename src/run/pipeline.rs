@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
 
+use super::reload::HeadWatch;
 use crate::decide::{Decision, Smoother, decide};
 use crate::frame::{Converter, Frame};
 use crate::gpio::{self, Presses, Signals, Wait};
@@ -38,6 +39,8 @@ pub struct RunOptions {
     pub hub: Option<Arc<Hub>>,
     /// Where frames of results below the threshold are kept ([`crate::keep`]).
     pub keeper: Option<Arc<Keeper>>,
+    /// The head folder to take a new head from when it changes ([`super::reload`]).
+    pub reload: Option<Arc<HeadWatch>>,
 }
 
 /// One decided result, as the run loop reports it (one JSON line on stdout).
@@ -102,6 +105,9 @@ pub struct RunSummary {
     pub decided: u64,
     pub skipped: u64,
     pub dropped: u64,
+    /// New heads taken while running, and those refused.
+    pub reloads: u64,
+    pub reloads_refused: u64,
 }
 
 /// What asks for a result.
@@ -147,6 +153,7 @@ pub fn run_loop(
         signals,
         stop,
         report,
+        reloaded: None,
         converter: Converter::default(),
         summary: RunSummary::default(),
         streaming: false,
@@ -169,6 +176,8 @@ pub fn run_loop(
 struct Pipeline<'a, R> {
     source: &'a mut dyn FrameSource,
     classifier: &'a Classifier,
+    /// The head taken last while running, on the same backbone: it classifies instead.
+    reloaded: Option<Classifier>,
     options: &'a RunOptions,
     signals: &'a Mutex<dyn Signals>,
     stop: &'a AtomicBool,
@@ -197,6 +206,9 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             .map(|fps| Duration::from_secs_f64(1.0 / fps));
         let mut next_start = Instant::now();
         while !self.done() {
+            if self.reload_if_asked() {
+                smoother.clear();
+            }
             if let Some(period) = period {
                 self.sleep_until(next_start);
                 next_start = (next_start + period).max(Instant::now());
@@ -209,7 +221,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             let started = Instant::now();
             let decision = decide(
                 smoother.push(&classified.probabilities),
-                self.classifier.labels(),
+                self.classifier().labels(),
                 self.options.top,
                 self.options.threshold,
             );
@@ -229,6 +241,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
         // press.
         let mut average = Smoother::new(burst);
         while !self.done() {
+            self.reload_if_asked();
             let timeout = self.poll_pulses()?.min(STOP_CHECK);
             let press = match presses.wait(timeout)? {
                 Wait::Press(press) => press,
@@ -260,7 +273,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             let started = Instant::now();
             let decision = decide(
                 average.mean(),
-                self.classifier.labels(),
+                self.classifier().labels(),
                 self.options.top,
                 self.options.threshold,
             );
@@ -288,6 +301,53 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             }
         }
         Ok(())
+    }
+
+    /// The classifier in use: the head taken last, else the one the run started with.
+    fn classifier(&self) -> &Classifier {
+        self.reloaded.as_ref().unwrap_or(self.classifier)
+    }
+
+    /// Takes the head in the watched folder if a reload was asked for: loaded on the running
+    /// backbone with every check of a start, or refused (logged and counted) keeping the
+    /// running head. True when a new head was taken.
+    fn reload_if_asked(&mut self) -> bool {
+        let Some(watch) = &self.options.reload else {
+            return false;
+        };
+        if !watch.take() {
+            return false;
+        }
+        let started = Instant::now();
+        let backbone = self.classifier().backbone().clone();
+        let loaded = Classifier::with_backbone(backbone, &watch.head).and_then(|classifier| {
+            watch
+                .accept(classifier.labels())
+                .map_err(|reason| crate::Error::BadHead {
+                    dir: watch.head.clone(),
+                    reason,
+                })?;
+            Ok(classifier)
+        });
+        match loaded {
+            Ok(classifier) => {
+                log::info!(
+                    "new head from {} in {:.0} ms: {} classes (was {})",
+                    watch.head.display(),
+                    millis(started, Instant::now()),
+                    classifier.labels().len(),
+                    self.classifier().labels().len()
+                );
+                self.reloaded = Some(classifier);
+                self.summary.reloads += 1;
+                true
+            }
+            Err(e) => {
+                log::warn!("{e}; the running head stays");
+                self.summary.reloads_refused += 1;
+                false
+            }
+        }
     }
 
     /// Sleeps until `deadline` or a stop, telling systemd the loop is alive while its source
@@ -345,7 +405,9 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
                 }
             };
             ms.decode += millis(started, Instant::now());
-            let classification = self.classifier.classify(image)?;
+            // The fields apart: the converter's image is borrowed meanwhile.
+            let classifier = self.reloaded.as_ref().unwrap_or(self.classifier);
+            let classification = classifier.classify(image)?;
             ms.preprocess += round_ms(classification.preprocess_ms);
             ms.inference += round_ms(classification.inference_ms);
             return Ok(Some(Classified {

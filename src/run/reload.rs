@@ -1,0 +1,101 @@
+//! A new head without a restart: `pinsight run` watches its head folder and takes a head that
+//! replaces it (`pinsight train --out` on the same folder, or files copied over it), or any
+//! head there on SIGHUP (`systemctl reload pinsight`).
+//!
+//! The watch is a thread that looks at the folder and its files (inode, size, modification
+//! time) every [`POLL`], and asks for a reload once a change has stayed the same for one more
+//! look (a copy in progress is waited for). The run loop loads the new head between two frames
+//! on the backbone it already has, with every check of a start (checksums, made for this
+//! backbone, the shapes, and the deployment's classes): a head that fails one is refused with
+//! the reason, and the running head stays until the folder changes again.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::model::head::HEAD_FILES;
+use crate::{Error, Result};
+
+/// How often the head folder is looked at.
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// Whether the classes of a new head can be shown: the deployment's check, the reason if not.
+pub type Accept = dyn Fn(&[String]) -> std::result::Result<(), String> + Send + Sync;
+
+/// The head folder watched, and whether a reload is asked for.
+pub struct HeadWatch {
+    pub head: PathBuf,
+    requested: Arc<AtomicBool>,
+    accept: Box<Accept>,
+}
+
+impl std::fmt::Debug for HeadWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadWatch")
+            .field("head", &self.head)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What identifies the folder's state: each file's inode, size and modification time.
+type Fingerprint = Vec<Option<(u64, u64, i64, i64)>>;
+
+fn fingerprint(head: &Path) -> Fingerprint {
+    std::iter::once(head.to_path_buf())
+        .chain(HEAD_FILES.iter().map(|name| head.join(name)))
+        .map(|path| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some((meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()))
+        })
+        .collect()
+}
+
+impl HeadWatch {
+    /// Watches `head` until `stop`: a settled change to its files, or SIGHUP, asks for a
+    /// reload. `accept` checks a new head's classes before it is taken.
+    pub fn start(head: &Path, stop: Arc<AtomicBool>, accept: Box<Accept>) -> Result<HeadWatch> {
+        let requested = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone())
+            .map_err(|e| Error::Internal(format!("cannot watch for SIGHUP: {e}")))?;
+        let watched = head.to_path_buf();
+        let asked = requested.clone();
+        std::thread::Builder::new()
+            .name("head-watch".into())
+            .spawn(move || {
+                let mut seen = fingerprint(&watched);
+                let mut pending: Option<Fingerprint> = None;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(POLL);
+                    let now = fingerprint(&watched);
+                    if now == seen {
+                        pending = None;
+                    } else if pending.as_ref() == Some(&now) {
+                        log::info!("{} changed: loading the head", watched.display());
+                        asked.store(true, Ordering::Relaxed);
+                        seen = now;
+                        pending = None;
+                    } else {
+                        pending = Some(now);
+                    }
+                }
+            })
+            .map_err(|e| Error::Internal(format!("cannot start the head watch: {e}")))?;
+        Ok(HeadWatch {
+            head: head.into(),
+            requested,
+            accept,
+        })
+    }
+
+    /// Whether a reload was asked for since the last call.
+    pub fn take(&self) -> bool {
+        self.requested.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether a head with these classes can be taken.
+    pub fn accept(&self, labels: &[String]) -> std::result::Result<(), String> {
+        (self.accept)(labels)
+    }
+}
