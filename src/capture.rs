@@ -19,6 +19,9 @@ use crate::{Error, Result, STOP_CHECK, durable};
 pub const EVERY: (f64, f64) = (0.0, 3600.0);
 /// Photos one session saves: 1 to 100 000.
 pub const COUNT: (u64, u64) = (1, 100_000);
+/// How long a camera streams before its first photo: its automatic exposure and white balance
+/// settle in the first frames.
+pub const CAMERA_SETTLE: Duration = Duration::from_secs(1);
 
 /// Everything `pinsight capture` is told.
 #[derive(Debug, Clone)]
@@ -44,7 +47,8 @@ pub struct CaptureSummary {
 }
 
 /// Saves `options.count` photos (fewer if the source ends first, or SIGINT or SIGTERM comes),
-/// naming each to `saved` as it is written. The class name is checked first
+/// naming each to `saved` as it is written; a camera's first photo is taken after
+/// [`CAMERA_SETTLE`]. The class name is checked first
 /// ([`crate::train::check_new_class_name`]), then the source is opened and the folder made.
 /// Corrupt frames are logged and skipped; if any were, the error at the end counts them.
 pub fn capture(
@@ -57,7 +61,7 @@ pub fn capture(
         signal_hook::flag::register(signal, stop.clone())
             .map_err(|e| Error::Internal(format!("cannot watch for signals: {e}")))?;
     }
-    let (mut source, _) = open_source(&options.source, &options.camera)?;
+    let (mut source, is_camera) = open_source(&options.source, &options.camera)?;
     let dir = options.photos.join(&options.class);
     durable::create_dir_all(&dir).map_err(|e| Error::Write {
         path: dir.clone(),
@@ -65,7 +69,12 @@ pub fn capture(
     })?;
     let mut converter = Converter::default();
     let mut summary = CaptureSummary::default();
-    let mut next = Instant::now();
+    let mut next = Instant::now()
+        + if is_camera {
+            CAMERA_SETTLE
+        } else {
+            Duration::ZERO
+        };
     while summary.saved < options.count && !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         if now < next {

@@ -2,7 +2,8 @@
 # End-to-end test of `pinsight run` against the kernel's vivid camera (tests/qemu/run-e2e runs it
 # in an arm64 guest, in /work, with models/ and the binary as /bin/pinsight):
 #  1. capture in three pixel formats: one JSON line a result, with per-stage times, exit 0;
-#  2. unplug and replug the camera (unbind/bind vivid) during a run: pinsight logs it, keeps
+#  2. pinsight capture saves camera frames as photos that classify reads;
+#  3. unplug and replug the camera (unbind/bind vivid) during a run: pinsight logs it, keeps
 #     running and produces results again once the camera is back.
 set -u
 export RUST_LOG=info
@@ -35,6 +36,21 @@ for format in YUYV NV12 RGB3; do
     check_results "/tmp/$format.jsonl" 3
     echo "camera: $format ok"
 done
+
+echo "== capture photos of a class from the camera, then classify them"
+timeout 300 pinsight capture /tmp/photos --class vivid --count 3 --every 0.5 \
+    --source /dev/video0 --format YUYV >/tmp/capture.txt 2>/tmp/capture.log
+rc=$?
+cat /tmp/capture.log /tmp/capture.txt
+[ $rc -eq 0 ] || fail "pinsight capture exited $rc"
+[ "$(wc -l </tmp/capture.txt)" -eq 3 ] || fail "pinsight capture printed $(wc -l </tmp/capture.txt) paths, expected 3"
+saved=$(find /tmp/photos/vivid -name '*.jpg' | wc -l)
+[ "$saved" -eq 3 ] || fail "$saved photos in /tmp/photos/vivid, expected 3"
+# shellcheck disable=SC2046 # one argument a path; the paths have no spaces
+timeout 300 pinsight classify --json $(cat /tmp/capture.txt) >/tmp/classified.jsonl 2>/tmp/classify.log \
+    || { cat /tmp/classify.log; fail "the captured photos do not classify"; }
+[ "$(grep -c '"path":' /tmp/classified.jsonl)" -eq 3 ] || fail "classify did not read the 3 photos"
+echo "camera: capture ok"
 
 echo "== unplug and replug during a run"
 pinsight run --source /dev/video0 --frames 8 --fps 2 >/tmp/replug.jsonl 2>/tmp/replug.log &
