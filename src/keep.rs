@@ -21,7 +21,7 @@
 //! when it is still busy with the last one. A frame that cannot be written is logged with its
 //! path and counted; the run goes on.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -292,6 +292,8 @@ struct Index {
     bytes: u64,
     /// Class folders pinsight made (and may remove once empty).
     dirs: BTreeSet<String>,
+    /// Kept files in each class folder.
+    per_class: HashMap<String, usize>,
     /// The index, open for appending, and the lines in it.
     log: File,
     lines: usize,
@@ -398,23 +400,39 @@ impl Index {
             }
             Ok(_) => String::from_utf8_lossy(&std::fs::read(&path)?).into_owned(),
         };
-        let mut files = Vec::new();
+        // Replayed in order; a removed file leaves a hole, so that each line costs the same.
+        let mut slots: Vec<Option<(String, Written)>> = Vec::new();
+        let mut slot_of = HashMap::new();
         let mut dirs = BTreeSet::new();
         for entry in text.lines().filter_map(Entry::parse) {
             match entry {
-                Entry::File(path, written) => files.push((path, written)),
+                Entry::File(path, written) => {
+                    if let Some(old) = slot_of.insert(path.clone(), slots.len()) {
+                        slots[old] = None;
+                    }
+                    slots.push(Some((path, written)));
+                }
                 Entry::Dir(name) => {
                     dirs.insert(name);
                 }
                 Entry::Gone(path) => {
-                    files.retain(|(kept, _)| *kept != path);
+                    if let Some(old) = slot_of.remove(&path) {
+                        slots[old] = None;
+                    }
                     dirs.remove(&path);
                 }
             }
         }
-        files.retain(|(name, written)| Written::of(&folder.join(name)) == Some(*written));
+        let files: VecDeque<(String, Written)> = slots
+            .into_iter()
+            .flatten()
+            .filter(|(name, written)| Written::of(&folder.join(name)) == Some(*written))
+            .collect();
         dirs.retain(|name| folder.join(name).is_dir());
-        let files = VecDeque::from(files);
+        let mut per_class = HashMap::new();
+        for (name, _) in &files {
+            *per_class.entry(class_of(name).to_owned()).or_insert(0) += 1;
+        }
         let (log, lines) = write_index(&folder, &dirs, &files)?;
         let mut index = Index {
             max_files: settings.max_files,
@@ -422,6 +440,7 @@ impl Index {
             bytes: files.iter().map(|(_, written)| written.bytes).sum(),
             files,
             dirs,
+            per_class,
             log,
             lines,
             counts,
@@ -474,6 +493,7 @@ impl Index {
         let file_name = path.file_name().unwrap_or_default().to_string_lossy();
         let relative = format!("{dir}/{file_name}");
         self.record(&Entry::File(relative.clone(), written))?;
+        *self.per_class.entry(dir.to_owned()).or_insert(0) += 1;
         self.files.push_back((relative, written));
         self.bytes += written.bytes;
         Ok(path)
@@ -495,13 +515,16 @@ impl Index {
                 self.counts.removed.fetch_add(1, Ordering::Relaxed);
             }
             self.record(&Entry::Gone(name.clone()))?;
-            let class = name.split('/').next().unwrap_or_default().to_owned();
-            let still_used = self
-                .files
-                .iter()
-                .any(|(kept, _)| kept.split('/').next() == Some(class.as_str()));
+            let class = class_of(&name).to_owned();
+            let left = self.per_class.get_mut(&class).map_or(0, |n| {
+                *n -= 1;
+                *n
+            });
+            if left == 0 {
+                self.per_class.remove(&class);
+            }
             // Fails, and stays, when the user has put something in it.
-            if self.dirs.contains(&class) && !still_used && std::fs::remove_dir(&dir).is_ok() {
+            if self.dirs.contains(&class) && left == 0 && std::fs::remove_dir(&dir).is_ok() {
                 durable::sync_dir(&self.folder)?;
                 self.dirs.remove(&class);
                 self.record(&Entry::Gone(class))?;
@@ -549,6 +572,11 @@ pub fn save_photo(dir: &Path, name: &str, image: &RgbImage) -> std::io::Result<P
         .chain((1..1000).map(|n| format!("{name}-{n}.jpg")))
         .map(|file| dir.join(file));
     durable::write_new(dir, names, &jpeg)
+}
+
+/// The class folder of a kept file's path under the folder (`cat` of `cat/….jpg`).
+fn class_of(name: &str) -> &str {
+    name.split('/').next().unwrap_or_default()
 }
 
 /// Writes the index of `folder` afresh with `dirs` and `files` (oldest first) and opens it for
