@@ -10,7 +10,7 @@
 //! [outputs]
 //! [mqtt]                    # results to an MQTT broker (crate::net::mqtt); off without it
 //! [http]                    # health, metrics, snapshot, preview (crate::net::http); off without it
-//! [keep]                    # frames below the threshold saved for training (crate::keep); off without it
+//! [keep]                    # unsure frames saved for training (crate::keep); off without it
 //! ```
 //!
 //! Every key is optional. A command-line option overrides the file's key, and what neither

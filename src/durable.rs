@@ -1,8 +1,9 @@
 //! Writing files so that a crash or a power cut leaves either the old file or the new one,
 //! never half of one: write a temporary file beside the target, flush it to disk, rename it,
 //! flush the folder that holds the name. Every file pinsight writes goes through here
-//! ([`write()`], or [`write_new`] for a file that must not replace one); a head folder is written as a whole into a staging folder that takes its place
-//! in one rename ([`rename_noreplace`], [`exchange`]).
+//! ([`write()`], or [`write_new`] for a file that must not replace one); a head folder is
+//! written as a whole into a staging folder that takes its place in one rename
+//! ([`rename_noreplace`], [`exchange`]).
 //!
 //! Files get the permissions `File::create` would give them (`0o666` less the umask), folders
 //! those of `mkdir` (`0o777` less the umask), not the private `0o600`/`0o700` of a temporary

@@ -196,8 +196,8 @@ pub fn check_class_name(name: &std::ffi::OsStr) -> std::result::Result<&str, Str
 }
 
 /// Whether `name` makes a class folder that `pinsight train` reads as a class: a good class
-/// name (as `check_class_name` has it) that is one folder (no `/`), not hidden (no leading `.`) and not
-/// a split's name (`train`, `validation`, `test`). Returns what is wrong.
+/// name (as `check_class_name` has it) that is one folder (no `/`), not hidden (no leading
+/// `.`) and not a split's name (`train`, `validation`, `test`). Returns what is wrong.
 pub fn check_new_class_name(name: &str) -> std::result::Result<(), String> {
     check_class_name(name.as_ref())?;
     let shown = format!("{name:?}");
