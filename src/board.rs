@@ -141,6 +141,10 @@ pub enum Role {
     Ready,
     /// Active during a triggered capture.
     Busy,
+    /// Active when the result is unknown: none of the head's classes.
+    Unknown,
+    /// Active when a new head has been taken in while running (a pulse, usually).
+    Taught,
     /// Active when the result is one of `labels` with at least `threshold`.
     Match {
         labels: Vec<String>,
@@ -340,6 +344,8 @@ struct RawOutputs {
     pulse_ms: Option<i64>,
     ready: Option<RawOutput>,
     busy: Option<RawOutput>,
+    unknown: Option<RawOutput>,
+    taught: Option<RawOutput>,
     #[serde(rename = "match")]
     matcher: Option<RawOutput>,
     #[serde(default)]
@@ -492,7 +498,13 @@ fn resolve(board: &str, raw: Raw) -> Result<Deployment, Reason> {
                 format!("{what}: `labels` and `threshold` belong in [outputs.match] only").into(),
             );
         }
-        let mode = match spec.mode.or(defaults.mode).unwrap_or(RawMode::Level) {
+        // The taught output marks a moment: a pulse unless the config says otherwise.
+        let usual = if role == Role::Taught {
+            RawMode::Pulse
+        } else {
+            RawMode::Level
+        };
+        let mode = match spec.mode.or(defaults.mode).unwrap_or(usual) {
             RawMode::Level => OutputMode::Level,
             RawMode::Pulse => {
                 let (key, ms) = match (spec.pulse_ms, defaults.pulse_ms) {
@@ -523,6 +535,12 @@ fn resolve(board: &str, raw: Raw) -> Result<Deployment, Reason> {
     }
     if let Some(spec) = &defaults.busy {
         output(Role::Busy, spec, "outputs.busy")?;
+    }
+    if let Some(spec) = &defaults.unknown {
+        output(Role::Unknown, spec, "outputs.unknown")?;
+    }
+    if let Some(spec) = &defaults.taught {
+        output(Role::Taught, spec, "outputs.taught")?;
     }
     if let Some(spec) = &defaults.matcher {
         let labels = spec.labels.clone().unwrap_or_default();
@@ -595,6 +613,8 @@ impl Role {
         match self {
             Role::Ready => "the ready output".into(),
             Role::Busy => "the busy output".into(),
+            Role::Unknown => "the unknown output".into(),
+            Role::Taught => "the taught output".into(),
             Role::Match { .. } => "the match output".into(),
             Role::Class(label) => format!("the output for {label:?}"),
         }
@@ -635,7 +655,7 @@ impl Role {
         match self {
             Role::Class(label) => std::slice::from_ref(label),
             Role::Match { labels, .. } => labels,
-            Role::Ready | Role::Busy => &[],
+            Role::Ready | Role::Busy | Role::Unknown | Role::Taught => &[],
         }
     }
 }
@@ -747,6 +767,31 @@ cat = { pin = 6, active_low = true, safe = "low" }
         assert_eq!(
             (cat.line.offset, cat.active_low, cat.safe_high),
             (6, true, false)
+        );
+    }
+
+    #[test]
+    fn the_taught_output_pulses_and_the_unknown_output_holds_unless_told() {
+        let deployment = load_text(
+            "board = \"raspberry-pi-4\"\n[outputs.unknown]\npin = \"pin12\"\n\
+             [outputs.taught]\npin = \"pin29\"\n",
+        )
+        .unwrap();
+        let modes: Vec<_> = deployment
+            .outputs
+            .iter()
+            .map(|o| (o.role.clone(), o.line.offset, o.mode))
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                (Role::Unknown, 18, OutputMode::Level),
+                (
+                    Role::Taught,
+                    5,
+                    OutputMode::Pulse(Duration::from_millis(200))
+                )
+            ]
         );
     }
 

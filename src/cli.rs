@@ -488,6 +488,10 @@ pub struct TrainArgs {
     /// Where backbone features are cached [default: ~/.cache/pinsight/features].
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// The share of held-out photos of the head's own classes that it accepts as known (0.5 to
+    /// 1): results scoring below the least of them are "unknown".
+    #[arg(long, default_value_t = 0.95, value_parser = accept_known, value_name = "SHARE")]
+    accept_known: f32,
 }
 
 impl TrainArgs {
@@ -529,6 +533,7 @@ impl TrainArgs {
                 .unwrap_or_else(pinsight::train::default_cache_dir),
             config,
             augment: self.augment,
+            accept_known: self.accept_known,
         }
     }
 }
@@ -558,6 +563,10 @@ pub struct EvalArgs {
     /// Where to write the confusion matrix picture.
     #[arg(long, default_value = "confusion.png")]
     png: PathBuf,
+    /// Photos of classes the head does not know (a folder per class): also report how well the
+    /// head tells them from its own (AUROC, and shares at its unknown threshold).
+    #[arg(long, value_name = "DIR")]
+    unknown: Option<PathBuf>,
 }
 
 impl EvalArgs {
@@ -577,6 +586,7 @@ impl EvalArgs {
             threads: model.threads,
             json: self.json,
             png: self.png,
+            unknown: self.unknown,
         }
     }
 }
@@ -669,6 +679,10 @@ fn every(text: &str) -> Result<f64, String> {
 fn probability(text: &str) -> Result<f32, String> {
     let (least, most) = pinsight::config::THRESHOLD;
     number_in(text, least, false, most)
+}
+
+fn accept_known(text: &str) -> Result<f32, String> {
+    number_in(text, 0.5, false, 1.0)
 }
 
 fn dropout(text: &str) -> Result<f32, String> {

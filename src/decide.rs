@@ -61,26 +61,70 @@ impl Smoother {
     }
 }
 
-/// The ranked classes, and the winner when it clears the threshold.
+/// The ranked classes, and the winner when it clears the threshold and is not unknown.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub top: Vec<Guess>,
-    /// The best class if its (smoothed) probability is at least the threshold.
+    /// The best class if its (smoothed) probability is at least the threshold and the result
+    /// is not unknown.
     pub label: Option<String>,
+    /// The (smoothed) known score is below the head's unknown threshold: the image looks like
+    /// none of the head's classes.
+    pub unknown: bool,
+    /// The (smoothed) known score: the head's largest logit.
+    pub known_score: f32,
 }
 
-pub fn decide(probabilities: &[f32], labels: &[String], top: usize, threshold: f32) -> Decision {
-    let top = top_k(probabilities, labels, top.max(1));
+/// What a result is decided on: the (smoothed) probabilities and known score.
+#[derive(Debug, Clone, Copy)]
+pub struct Scores<'a> {
+    pub probabilities: &'a [f32],
+    pub known_score: f32,
+}
+
+/// What decides: how many classes to rank, the probability a label needs, and the known score
+/// below which a result is unknown (a head without one never says unknown).
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub top: usize,
+    pub threshold: f32,
+    pub unknown_below: Option<f32>,
+}
+
+pub fn decide(scores: Scores, labels: &[String], rules: Rules) -> Decision {
+    let top = top_k(scores.probabilities, labels, rules.top.max(1));
+    let unknown = rules
+        .unknown_below
+        .is_some_and(|below| scores.known_score < below);
     let label = top
         .first()
-        .filter(|best| best.score >= threshold)
+        .filter(|best| best.score >= rules.threshold && !unknown)
         .map(|best| best.label.clone());
-    Decision { top, label }
+    Decision {
+        top,
+        label,
+        unknown,
+        known_score: scores.known_score,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decides on probabilities alone, with a head that never says unknown.
+    fn on(probabilities: &[f32], labels: &[String], top: usize, threshold: f32) -> Decision {
+        let scores = Scores {
+            probabilities,
+            known_score: 0.0,
+        };
+        let rules = Rules {
+            top,
+            threshold,
+            unknown_below: None,
+        };
+        decide(scores, labels, rules)
+    }
 
     #[test]
     fn one_noisy_frame_does_not_flip_a_smoothed_result() {
@@ -90,23 +134,50 @@ mod tests {
         smoother.push(&[0.8, 0.2]);
         let mean = smoother.push(&[0.1, 0.9]).to_vec();
         assert!((mean[0] - 0.6).abs() < 1e-6 && (mean[1] - 0.4).abs() < 1e-6);
-        assert_eq!(decide(&mean, &labels, 1, 0.5).label.as_deref(), Some("cat"));
+        assert_eq!(on(&mean, &labels, 1, 0.5).label.as_deref(), Some("cat"));
         // The window slides: two more "dog" frames and the decision follows the scene.
         smoother.push(&[0.1, 0.9]);
         let mean = smoother.push(&[0.1, 0.9]).to_vec();
-        assert_eq!(decide(&mean, &labels, 1, 0.5).label.as_deref(), Some("dog"));
+        assert_eq!(on(&mean, &labels, 1, 0.5).label.as_deref(), Some("dog"));
     }
 
     #[test]
     fn below_the_threshold_there_is_no_label() {
         let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-        let decision = decide(&[0.4, 0.35, 0.25], &labels, 2, 0.5);
+        let decision = on(&[0.4, 0.35, 0.25], &labels, 2, 0.5);
         assert_eq!(decision.label, None);
         assert_eq!(decision.top.len(), 2);
         assert_eq!(
-            decide(&[0.4, 0.35, 0.25], &labels, 2, 0.4).label.as_deref(),
+            on(&[0.4, 0.35, 0.25], &labels, 2, 0.4).label.as_deref(),
             Some("a")
         );
+    }
+
+    #[test]
+    fn a_known_score_below_the_heads_threshold_is_unknown_and_has_no_label() {
+        let labels: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        let rules = Rules {
+            top: 2,
+            threshold: 0.5,
+            unknown_below: Some(3.0),
+        };
+        let scores = |known_score| Scores {
+            probabilities: &[0.9, 0.1],
+            known_score,
+        };
+        let unknown = decide(scores(2.5), &labels, rules);
+        assert!(unknown.unknown);
+        assert_eq!(unknown.label, None);
+        assert_eq!(unknown.top[0].label, "a", "the best guess is still ranked");
+        let known = decide(scores(3.0), &labels, rules);
+        assert!(!known.unknown);
+        assert_eq!(known.label.as_deref(), Some("a"));
+        // A head without a threshold never says unknown.
+        let rules = Rules {
+            unknown_below: None,
+            ..rules
+        };
+        assert!(!decide(scores(-100.0), &labels, rules).unknown);
     }
 
     #[test]

@@ -114,7 +114,9 @@ fn pin_error<E: std::fmt::Debug>(name: &str) -> impl FnOnce(E) -> Error + '_ {
 pub trait Signals: Send {
     fn set_ready(&mut self, on: bool, now: Instant) -> Result<()>;
     fn set_busy(&mut self, on: bool, now: Instant) -> Result<()>;
-    /// Shows a result on the class and match outputs.
+    /// Raises the taught output: a new head was taken in while running.
+    fn taught(&mut self, now: Instant) -> Result<()>;
+    /// Shows a result on the class, match and unknown outputs.
     fn show(&mut self, decision: &Decision, now: Instant) -> Result<()>;
     /// Ends due pulses; returns when the next one ends.
     fn poll(&mut self, now: Instant) -> Result<Option<Instant>>;
@@ -168,6 +170,13 @@ impl<P: OutputPin + Send> Signals for Outputs<P> {
         })
     }
 
+    fn taught(&mut self, now: Instant) -> Result<()> {
+        self.each(|role, output| match role {
+            Role::Taught => output.set(true, now),
+            _ => Ok(()),
+        })
+    }
+
     fn show(&mut self, decision: &Decision, now: Instant) -> Result<()> {
         let label = decision.label.as_deref();
         let score = decision.top.first().map_or(0.0, |best| best.score);
@@ -178,7 +187,8 @@ impl<P: OutputPin + Send> Signals for Outputs<P> {
                     && threshold.is_none_or(|threshold| score >= threshold);
                 output.set(matched, now)
             }
-            Role::Ready | Role::Busy => Ok(()),
+            Role::Unknown => output.set(decision.unknown, now),
+            Role::Ready | Role::Busy | Role::Taught => Ok(()),
         })
     }
 
@@ -211,6 +221,9 @@ impl Signals for NoOutputs {
         Ok(())
     }
     fn set_busy(&mut self, _: bool, _: Instant) -> Result<()> {
+        Ok(())
+    }
+    fn taught(&mut self, _: Instant) -> Result<()> {
         Ok(())
     }
     fn show(&mut self, _: &Decision, _: Instant) -> Result<()> {
@@ -436,6 +449,8 @@ mod tests {
                 score,
             }],
             label: label.map(String::from),
+            unknown: false,
+            known_score: 0.0,
         }
     }
 
@@ -467,6 +482,43 @@ mod tests {
             outputs.show(&decision(Some("cat"), 0.9), now).unwrap();
         }
         for mut pin in [dog, cat] {
+            pin.done();
+        }
+    }
+
+    #[test]
+    fn the_unknown_output_follows_unknown_results_and_taught_pulses() {
+        let unknown = Mock::new(&[
+            T::set(State::Low), // safe at start
+            T::set(State::High),
+            T::set(State::Low),
+            T::set(State::Low), // safe on drop
+        ]);
+        let taught = Mock::new(&[
+            T::set(State::Low),
+            T::set(State::High), // taught
+            T::set(State::Low),  // the pulse ends
+            T::set(State::Low),
+        ]);
+        let now = Instant::now();
+        {
+            let pulse = OutputMode::Pulse(Duration::from_millis(200));
+            let mut outputs = Outputs::new([
+                (
+                    spec(Role::Unknown, false, false, OutputMode::Level),
+                    unknown.clone(),
+                ),
+                (spec(Role::Taught, false, false, pulse), taught.clone()),
+            ])
+            .unwrap();
+            let mut result = decision(None, 0.9);
+            result.unknown = true;
+            outputs.show(&result, now).unwrap();
+            outputs.taught(now).unwrap();
+            outputs.poll(now + Duration::from_millis(300)).unwrap();
+            outputs.show(&decision(Some("dog"), 0.9), now).unwrap();
+        }
+        for mut pin in [unknown, taught] {
             pin.done();
         }
     }

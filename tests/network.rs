@@ -377,7 +377,8 @@ fn mqtt_carries_results_states_discovery_and_availability() {
         .collect();
     assert_eq!(results, lines.iter().collect::<Vec<_>>());
 
-    // Discovery: a sensor for the label, a binary sensor per configured class.
+    // Discovery: a sensor for the label, a binary sensor per configured class and one for
+    // "unknown".
     let config_of = |topic: &str| -> Value {
         let (_, payload) = messages
             .iter()
@@ -419,7 +420,17 @@ fn mqtt_carries_results_states_discovery_and_availability() {
             .iter()
             .filter(|(t, _)| t.ends_with("/config"))
             .count(),
-        3
+        4
+    );
+    // And a binary sensor that is on while results are unknown, read from the result itself.
+    let unknown = config_of("homeassistant/binary_sensor/pinsight_bench/unknown/config");
+    assert_eq!(unknown["state_topic"], "pinsight/bench/result");
+    assert_eq!(unknown["unique_id"], "pinsight_bench_unknown");
+    assert!(
+        unknown["value_template"]
+            .as_str()
+            .unwrap()
+            .contains("value_json.unknown")
     );
 
     // The states follow the labels: the last state of each class says whether the last
@@ -802,6 +813,8 @@ fn http_serves_health_metrics_a_snapshot_and_a_stream_to_those_with_the_token() 
     for name in [
         "pinsight_frames_total",
         "pinsight_results_total",
+        // The ImageNet head has no unknown threshold.
+        "pinsight_results_unknown_total 0",
         "pinsight_frames_skipped_total 0",
         "pinsight_frames_dropped_total 0",
         "pinsight_stage_duration_seconds_bucket{stage=\"inference\",le=\"+Inf\"}",

@@ -25,6 +25,7 @@ fn train(data: &Path, out: &Path) {
         cache: common::shared_feature_cache(),
         config: TrainConfig::default(),
         augment: false,
+        accept_known: 0.95,
     })
     .unwrap();
 }

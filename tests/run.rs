@@ -381,6 +381,19 @@ impl EdgeWait for Button {
     }
 }
 
+/// A folder of `n` copies of the coffee sample: `n` frames that classify alike.
+fn coffees(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..n {
+        std::fs::copy(
+            common::repo().join("samples/coffee.png"),
+            dir.path().join(format!("coffee-{i}.png")),
+        )
+        .unwrap();
+    }
+    dir
+}
+
 fn output(role: Role, offset: u32) -> OutputSpec {
     OutputSpec {
         role,
@@ -398,14 +411,7 @@ fn output(role: Role, offset: u32) -> OutputSpec {
 fn triggered_mode_answers_each_press_with_a_burst_and_sets_the_outputs() {
     // Seven frames: the first shows that the source streams (it raises the ready output and
     // is older than any press), then a burst of three for each of two presses.
-    let dir = tempfile::tempdir().unwrap();
-    for i in 0..7 {
-        std::fs::copy(
-            common::repo().join("samples/coffee.png"),
-            dir.path().join(format!("coffee-{i}.png")),
-        )
-        .unwrap();
-    }
+    let dir = coffees(7);
     let mut source = Files::open(dir.path().to_str().unwrap()).unwrap();
     use State::{High, Low};
     let set = Transaction::set;
@@ -542,4 +548,59 @@ fn systemd_hears_ready_watchdog_status_and_stopping() {
     let messages = listen(run(&["--frames", "2"], None));
     assert!(!messages.iter().any(|m| m == "WATCHDOG=1"), "{messages:?}");
     assert_eq!(messages.first().map(String::as_str), Some("READY=1"));
+}
+
+/// A head taken in while running (here on SIGHUP, as `systemctl reload` asks) pulses the
+/// taught output; the ImageNet head, which has no unknown threshold, never raises the unknown
+/// output.
+#[test]
+fn a_head_taken_while_running_pulses_the_taught_output() {
+    let dir = coffees(6);
+    let mut source = Files::open(dir.path().to_str().unwrap()).unwrap();
+    use State::Low;
+    let set = Transaction::set;
+    // Taught: safe, up when the head is taken, down when the pulse ends, safe at the end.
+    let taught = Mock::new(&[set(Low), set(State::High), set(Low), set(Low)]);
+    let unknown = Mock::new(&[set(Low), set(Low)]);
+    let mut pulse = output(Role::Taught, 1);
+    pulse.mode = OutputMode::Pulse(Duration::from_millis(1));
+    let outputs = Outputs::new([
+        (pulse, taught.clone()),
+        (output(Role::Unknown, 2), unknown.clone()),
+    ])
+    .unwrap();
+    let signals = Mutex::new(outputs);
+    let stop_watch = Arc::new(AtomicBool::new(false));
+    let watch = pinsight::run::reload::HeadWatch::start(
+        &common::imagenet_head(),
+        stop_watch.clone(),
+        Box::new(|_| Ok(())),
+    )
+    .unwrap();
+    let mut options = options(Some(6));
+    options.reload = Some(Arc::new(watch));
+    let mut results = 0;
+    let summary = pinsight::run::run_loop(
+        &mut source,
+        common::imagenet_classifier(),
+        &options,
+        Mode::Continuous,
+        &signals,
+        &AtomicBool::new(false),
+        |result| {
+            assert!(!result.unknown, "{:?}", result.label);
+            results += 1;
+            if results == 1 {
+                signal_hook::low_level::raise(signal_hook::consts::SIGHUP).unwrap();
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    stop_watch.store(true, Ordering::Relaxed);
+    assert_eq!((summary.reloads, summary.reloads_refused), (1, 0));
+    drop(signals);
+    for mut pin in [taught, unknown] {
+        pin.done();
+    }
 }

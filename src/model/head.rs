@@ -27,9 +27,26 @@ pub struct HeadMeta {
     pub classes: usize,
     /// The SHA-256 of each backbone file this head may run on.
     pub backbone_sha256: Vec<String>,
+    /// When a result is "unknown" (none of the head's classes): set by `pinsight train`;
+    /// heads without it (the ImageNet head) never say unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown: Option<UnknownThreshold>,
     /// Everything else the writer recorded (accuracy, image counts, date, ...).
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The open-set test a head carries: a result whose known score (the head's largest logit,
+/// averaged as the probabilities are) is below `threshold` is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct UnknownThreshold {
+    /// The known score below which a result is unknown.
+    pub threshold: f32,
+    /// The share of held-out photos of the head's own classes that scored at least
+    /// `threshold` when it was set (`pinsight train --accept-known`).
+    pub accepted: f32,
+    /// How many held-out photos set it.
+    pub photos: usize,
 }
 
 /// A head folder's files, read and checked, not yet parsed as a model.
@@ -60,6 +77,12 @@ impl HeadFiles {
                 "{LABELS_FILE} has {} labels but {META_FILE} says {} classes",
                 labels.len(),
                 meta.classes
+            )));
+        }
+        if let Some(unknown) = meta.unknown.filter(|u| !u.threshold.is_finite()) {
+            return Err(bad(format!(
+                "{META_FILE}: the unknown threshold {} is not a number",
+                unknown.threshold
             )));
         }
         if labels.len() < 2 || labels.iter().any(|l| l.trim().is_empty()) {
@@ -484,6 +507,7 @@ mod tests {
             outputs: 2,
         }]);
         let meta = HeadMeta {
+            unknown: None,
             name: "test".into(),
             classes: 2,
             backbone_sha256: vec!["0".repeat(64)],

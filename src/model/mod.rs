@@ -358,6 +358,9 @@ pub struct Extraction {
 pub struct Classification {
     /// One probability per label (the softmax of the head's logits), in label order.
     pub probabilities: Vec<f32>,
+    /// How much the image looks like one of the head's classes: its largest logit. Compared
+    /// with the head's [`Classifier::unknown_threshold`].
+    pub known_score: f32,
     /// Milliseconds spent resizing, cropping and normalising the image into the input tensor.
     pub preprocess_ms: f64,
     /// Milliseconds spent in the backbone and the head.
@@ -370,6 +373,7 @@ pub struct Classifier {
     /// The head's own plan: features [1, F] → logits [1, C].
     head: Plan,
     labels: Vec<String>,
+    unknown: Option<head::UnknownThreshold>,
 }
 
 impl Classifier {
@@ -419,6 +423,7 @@ impl Classifier {
             backbone,
             head: plan,
             labels: head.labels,
+            unknown: head.meta.unknown,
         })
     }
 
@@ -430,6 +435,11 @@ impl Classifier {
     /// The class names, in the order of the probabilities.
     pub fn labels(&self) -> &[String] {
         &self.labels
+    }
+
+    /// The known score below which a result is unknown, when the head was calibrated for it.
+    pub fn unknown_threshold(&self) -> Option<f32> {
+        self.unknown.map(|u| u.threshold)
     }
 
     pub fn backbone_sha256(&self) -> &str {
@@ -456,9 +466,11 @@ impl Classifier {
         } = self.backbone.extract(image)?;
         let started = Instant::now();
         let mut probabilities = self.head.run(&features)?;
+        let known_score = known_score(&probabilities);
         softmax_in_place(&mut probabilities);
         Ok(Classification {
             probabilities,
+            known_score,
             preprocess_ms,
             inference_ms: inference_ms + millis_since(started),
         })
@@ -500,6 +512,12 @@ impl std::fmt::Display for Clock {
         }
         Ok(())
     }
+}
+
+/// How much an image looks like one of a head's classes, from the head's logits: the largest
+/// of them (see `train::unknown` for why this score).
+pub fn known_score(logits: &[f32]) -> f32 {
+    logits.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
 /// Turns logits into probabilities where they are.

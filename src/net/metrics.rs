@@ -38,6 +38,8 @@ pub struct Metrics {
 struct Counts {
     frames: u64,
     results: u64,
+    /// Results that were unknown.
+    unknown: u64,
     skipped: u64,
     dropped: u64,
     stages: [Histogram; 4],
@@ -98,6 +100,7 @@ impl Metrics {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts.frames += frames;
         counts.results += 1;
+        counts.unknown += u64::from(result.unknown);
         counts.skipped = result.skipped;
         counts.dropped = result.dropped;
         let ms = &result.ms;
@@ -157,6 +160,12 @@ impl Metrics {
             "counter",
             "Results decided (one a frame, or one a triggered burst).",
             &one(counts.results as f64),
+        );
+        metric(
+            "results_unknown_total",
+            "counter",
+            "Results that looked like none of the head's classes (label null, unknown true).",
+            &one(counts.unknown as f64),
         );
         metric(
             "frames_skipped_total",

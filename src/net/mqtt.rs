@@ -467,6 +467,9 @@ fn state_payload(on: bool) -> &'static str {
 }
 
 /// Home Assistant's discovery messages and `online`, as each connection sends them.
+/// The discovery object id of the binary sensor that is on while results are unknown.
+const UNKNOWN_LEVEL: &str = "unknown";
+
 fn announcements(settings: &MqttSettings, publisher: &Publisher) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if settings.discovery {
@@ -497,6 +500,35 @@ fn announcements(settings: &MqttSettings, publisher: &Publisher) -> Vec<(String,
             format!("{}/sensor/{node}/label/config", settings.discovery_prefix),
             label.to_string(),
         ));
+        // A class of that name has the `unknown` binary sensor already: the user chose it.
+        if publisher
+            .classes
+            .iter()
+            .all(|(class, _)| topic_level(class) != UNKNOWN_LEVEL)
+        {
+            let mut unknown = json!({
+                "name": "Unknown",
+                "unique_id": format!("{node}_{UNKNOWN_LEVEL}"),
+                "state_topic": publisher.result_topic,
+                "value_template": "{{ 'ON' if value_json.unknown else 'OFF' }}",
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "device": {"identifiers": [node]},
+            });
+            merge(&mut unknown, &available);
+            out.push((
+                format!(
+                    "{}/binary_sensor/{node}/{UNKNOWN_LEVEL}/config",
+                    settings.discovery_prefix
+                ),
+                unknown.to_string(),
+            ));
+        } else {
+            log::warn!(
+                "[mqtt] discovery: a class is named \"{UNKNOWN_LEVEL}\", so the result's own \
+                 unknown sensor is not announced (the class's is)"
+            );
+        }
         for (class, topic) in &publisher.classes {
             let level = topic_level(class);
             let mut sensor = json!({

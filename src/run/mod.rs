@@ -388,6 +388,8 @@ pub fn print_classified(out: &mut impl Write, result: &Decided, json: bool) -> i
         struct Classified<'a> {
             path: &'a str,
             top: &'a [Guess],
+            unknown: bool,
+            known_score: f32,
             ms: ClassifyTimes,
         }
         #[derive(Serialize)]
@@ -399,6 +401,8 @@ pub fn print_classified(out: &mut impl Write, result: &Decided, json: bool) -> i
         let line = Classified {
             path: result.source,
             top: &result.top,
+            unknown: result.unknown,
+            known_score: result.known_score,
             ms: ClassifyTimes {
                 decode: result.ms.decode,
                 preprocess: result.ms.preprocess,
@@ -411,6 +415,13 @@ pub fn print_classified(out: &mut impl Write, result: &Decided, json: bool) -> i
         writeln!(out, "{}", result.source)?;
         for guess in &result.top {
             writeln!(out, "  {:>6.2}%  {}", 100.0 * guess.score, guess.label)?;
+        }
+        if result.unknown {
+            writeln!(
+                out,
+                "  unknown: like none of the head's classes (score {:.3}, below its threshold)",
+                result.known_score
+            )?;
         }
         Ok(())
     }

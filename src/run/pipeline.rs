@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
 
 use super::reload::HeadWatch;
-use crate::decide::{Decision, Smoother, decide};
+use crate::decide::{Decision, Rules, Scores, Smoother, decide};
 use crate::frame::{Converter, Frame};
 use crate::gpio::{self, Presses, Signals, Wait};
 use crate::keep::Keeper;
@@ -51,8 +51,14 @@ pub struct Decided<'a> {
     /// The frame's sequence number in its source.
     pub frame: u64,
     pub source: &'a str,
-    /// The best class, or null when it is below the threshold.
+    /// The best class, or null when it is below the threshold or unknown.
     pub label: Option<String>,
+    /// The image looks like none of the head's classes: its known score is below the head's
+    /// unknown threshold. Always false with a head that has none (the ImageNet head).
+    pub unknown: bool,
+    /// The head's largest logit, averaged as the probabilities are: how much the image looks
+    /// like one of the head's classes.
+    pub known_score: f32,
     pub top: Vec<Guess>,
     /// Frames the camera delivered before this one that were never classified (each replaced
     /// by a newer one). In continuous mode the results so far, `skipped` and `dropped` add up
@@ -194,11 +200,44 @@ struct Pipeline<'a, R> {
 struct Classified {
     frame: Frame,
     probabilities: Vec<f32>,
+    known_score: f32,
+}
+
+/// Probabilities and known scores averaged over a window of frames.
+struct Average {
+    probabilities: Smoother,
+    known_score: Smoother,
+}
+
+impl Average {
+    fn new(window: usize) -> Average {
+        Average {
+            probabilities: Smoother::new(window),
+            known_score: Smoother::new(window),
+        }
+    }
+
+    fn push(&mut self, classified: &Classified) {
+        self.probabilities.push(&classified.probabilities);
+        self.known_score.push(&[classified.known_score]);
+    }
+
+    fn scores(&self) -> Scores<'_> {
+        Scores {
+            probabilities: self.probabilities.mean(),
+            known_score: self.known_score.mean()[0],
+        }
+    }
+
+    fn clear(&mut self) {
+        self.probabilities.clear();
+        self.known_score.clear();
+    }
 }
 
 impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
     fn continuous(&mut self) -> Result<()> {
-        let mut smoother = Smoother::new(self.options.smooth);
+        let mut smoother = Average::new(self.options.smooth);
         let period = self
             .options
             .max_fps
@@ -206,7 +245,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             .map(|fps| Duration::from_secs_f64(1.0 / fps));
         let mut next_start = Instant::now();
         while !self.done() {
-            if self.reload_if_asked() {
+            if self.reload_if_asked()? {
                 smoother.clear();
             }
             if let Some(period) = period {
@@ -219,12 +258,8 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
                 break;
             };
             let started = Instant::now();
-            let decision = decide(
-                smoother.push(&classified.probabilities),
-                self.classifier().labels(),
-                self.options.top,
-                self.options.threshold,
-            );
+            smoother.push(&classified);
+            let decision = self.decide(smoother.scores());
             gpio::lock(self.signals).show(&decision, Instant::now())?;
             ms.decide = millis(started, Instant::now());
             self.emit(&classified.frame, decision, ms, None)?;
@@ -239,9 +274,9 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
         }
         // A burst's probabilities are averaged: a window as long as the burst, emptied for each
         // press.
-        let mut average = Smoother::new(burst);
+        let mut average = Average::new(burst);
         while !self.done() {
-            self.reload_if_asked();
+            self.reload_if_asked()?;
             let timeout = self.poll_pulses()?.min(STOP_CHECK);
             let press = match presses.wait(timeout)? {
                 Wait::Press(press) => press,
@@ -261,7 +296,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
                 let Some(classified) = self.next_classified(Some(press.at), &mut ms)? else {
                     break;
                 };
-                average.push(&classified.probabilities);
+                average.push(&classified);
                 frames += 1;
                 last = Some(classified.frame);
                 self.poll_pulses()?;
@@ -271,12 +306,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
                 break;
             };
             let started = Instant::now();
-            let decision = decide(
-                average.mean(),
-                self.classifier().labels(),
-                self.options.top,
-                self.options.threshold,
-            );
+            let decision = self.decide(average.scores());
             let shown = {
                 let mut signals = gpio::lock(self.signals);
                 signals.show(&decision, Instant::now())?;
@@ -303,6 +333,17 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
         Ok(())
     }
 
+    /// The decision on `scores` by the head in use.
+    fn decide(&self, scores: Scores) -> Decision {
+        let classifier = self.classifier();
+        let rules = Rules {
+            top: self.options.top,
+            threshold: self.options.threshold,
+            unknown_below: classifier.unknown_threshold(),
+        };
+        decide(scores, classifier.labels(), rules)
+    }
+
     /// The classifier in use: the head taken last, else the one the run started with.
     fn classifier(&self) -> &Classifier {
         self.reloaded.as_ref().unwrap_or(self.classifier)
@@ -310,13 +351,13 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
 
     /// Takes the head in the watched folder if a reload was asked for: loaded on the running
     /// backbone with every check of a start, or refused (logged and counted) keeping the
-    /// running head. True when a new head was taken.
-    fn reload_if_asked(&mut self) -> bool {
+    /// running head. True when a new head was taken (the taught output pulses).
+    fn reload_if_asked(&mut self) -> Result<bool> {
         let Some(watch) = &self.options.reload else {
-            return false;
+            return Ok(false);
         };
         if !watch.take() {
-            return false;
+            return Ok(false);
         }
         let started = Instant::now();
         let backbone = self.classifier().backbone().clone();
@@ -340,12 +381,13 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
                 );
                 self.reloaded = Some(classifier);
                 self.summary.reloads += 1;
-                true
+                gpio::lock(self.signals).taught(Instant::now())?;
+                Ok(true)
             }
             Err(e) => {
                 log::warn!("{e}; the running head stays");
                 self.summary.reloads_refused += 1;
-                false
+                Ok(false)
             }
         }
     }
@@ -413,6 +455,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             return Ok(Some(Classified {
                 frame,
                 probabilities: classification.probabilities,
+                known_score: classification.known_score,
             }));
         }
         Ok(None)
@@ -470,6 +513,8 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             frame: frame.sequence,
             source: &frame.origin,
             label: decision.label,
+            unknown: decision.unknown,
+            known_score: decision.known_score,
             top: decision.top,
             dropped: self.summary.dropped,
             skipped: self.summary.skipped,

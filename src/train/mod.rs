@@ -13,6 +13,7 @@
 //! | `trainer.rs` | fits a [`Head`] to feature vectors (with `trainer/`: the arithmetic, the optimisers, standardisation) |
 //! | `rng.rs` | the seeded generator behind the split, the initial weights, shuffling and dropout |
 //! | `report.rs` | the evaluation report: text, JSON and a confusion-matrix picture |
+//! | `unknown.rs` | the head's "unknown" threshold, and how well it separates other classes |
 //! | `progress.rs` | a progress bar on a terminal, log lines elsewhere |
 //!
 //! The trainer is apart from the rest on purpose: it sees only rows of numbers (no images, no
@@ -29,6 +30,7 @@ mod progress;
 mod report;
 mod rng;
 mod trainer;
+mod unknown;
 
 pub use cache::default_cache_dir;
 pub use photos::{Split, check_new_class_name};
@@ -40,3 +42,4 @@ pub use trainer::{
     ClassWeights, Dataset, Dense, EpochReport, Evaluation, Head, HeadKind, Optimizer, TrainConfig,
     TrainError, TrainReport, Trained, evaluate, train, train_with_progress,
 };
+pub use unknown::UnknownReport;

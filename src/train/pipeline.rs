@@ -17,8 +17,12 @@ use super::report::EvalReport;
 use super::trainer::{
     self, Dataset, Evaluation, Head, HeadKind, TrainConfig, TrainError, TrainReport,
 };
+use super::unknown::{self, UnknownReport};
 use crate::decode::load_rgb;
-use crate::model::head::{DenseLayer, HeadMeta, check_destination, head_onnx, stage_head_dir};
+use crate::model::head::{
+    DenseLayer, HeadMeta, UnknownThreshold, check_destination, head_onnx, stage_head_dir,
+};
+use crate::model::known_score;
 use crate::model::{Backbone, Classifier, Engine};
 use crate::{Error, Result};
 
@@ -39,6 +43,9 @@ pub struct TrainOptions {
     pub config: TrainConfig,
     /// Add flipped, zoomed, brighter and darker copies of each training photo.
     pub augment: bool,
+    /// The share of held-out photos of the head's classes that its unknown threshold accepts
+    /// (0.5 to 1).
+    pub accept_known: f32,
 }
 
 /// What a training run did, for the person who ran it (its `Display` is what `pinsight train`
@@ -57,6 +64,8 @@ pub struct TrainOutcome {
     pub report: TrainReport,
     pub validation: Evaluation,
     pub test: Option<Evaluation>,
+    /// The head's unknown threshold, set on the validation and test photos.
+    pub unknown: Option<UnknownThreshold>,
     /// The largest difference between the logits tract computes with the written head and the
     /// trainer's own forward pass, over a few validation photos.
     pub check_max_abs_diff: f32,
@@ -93,6 +102,15 @@ impl fmt::Display for TrainOutcome {
         )?;
         if let Some(test) = &self.test {
             writeln!(f, "test accuracy: {:.2}%", 100.0 * test.accuracy)?;
+        }
+        if let Some(unknown) = &self.unknown {
+            writeln!(
+                f,
+                "unknown below a score of {:.3} (accepts {:.1}% of {} held-out photos)",
+                unknown.threshold,
+                100.0 * unknown.accepted,
+                unknown.photos
+            )?;
         }
         writeln!(
             f,
@@ -180,11 +198,18 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
         |set: &Dataset| trainer::evaluate(&trained.head, set, None).map_err(training_error);
     let validation = evaluate(&validation_set)?;
     let test = test_set.as_ref().map(evaluate).transpose()?;
+    let held_out_scores: Vec<f32> = std::iter::once(&validation_set)
+        .chain(&test_set)
+        .flat_map(Dataset::rows)
+        .map(|row| known_score(&trained.head.forward(row)))
+        .collect();
+    let unknown = unknown::calibrate(&held_out_scores, options.accept_known);
 
     let meta = HeadMeta {
         name: options.out.file_name().map_or("head".into(), |n| n.to_string_lossy().into_owned()),
         classes,
         backbone_sha256: vec![backbone.sha256().to_string()],
+        unknown,
         extra: json!({
             "kind": match options.config.head { HeadKind::Linear => "linear", HeadKind::Hidden { .. } => "hidden" },
             "created": jiff::Timestamp::now().to_string(),
@@ -230,6 +255,7 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
         report: trained.report,
         validation,
         test,
+        unknown,
         check_max_abs_diff,
     })
 }
@@ -408,6 +434,9 @@ pub struct EvalOptions {
     pub json: PathBuf,
     /// Where the confusion matrix picture goes.
     pub png: PathBuf,
+    /// Photos of classes the head does not know, a folder per class: the report then says how
+    /// well the head tells them from its own (`unknown` in the JSON).
+    pub unknown: Option<PathBuf>,
 }
 
 /// An evaluation, written (its `Display` is what `pinsight eval` prints).
@@ -479,29 +508,50 @@ pub fn evaluate_folder(options: &EvalOptions) -> Result<Evaluated> {
             ),
         });
     }
+    let others = match &options.unknown {
+        None => Vec::new(),
+        Some(dir) => unknown_photos(dir, &classifier)?,
+    };
     let mut pairs = Vec::new();
+    let mut known = Vec::new();
+    let mut other_scores = Vec::new();
     let mut skipped = Vec::new();
-    let progress = Progress::new("evaluating", chosen.len() as u64);
-    for photo in &chosen {
-        match load_rgb(&photo.path) {
-            Ok(image) => {
-                let probabilities = classifier.classify(&image)?.probabilities;
-                let predicted =
-                    crate::scores::top_k(&probabilities, classifier.labels(), 1)[0].index;
-                pairs.push((
-                    head_index(&photos.classes[photo.class]).expect("checked above"),
-                    predicted,
-                ));
-            }
-            Err(e) => {
-                progress.suspend(|| log::warn!("skipping {e}"));
-                skipped.push(photo.path.clone());
-            }
+    let progress = Progress::new("evaluating", (chosen.len() + others.len()) as u64);
+    let mut classify = |path: &Path| match load_rgb(path) {
+        Ok(image) => {
+            progress.inc();
+            classifier.classify(&image).map(Some)
         }
-        progress.inc();
+        Err(e) => {
+            progress.suspend(|| log::warn!("skipping {e}"));
+            progress.inc();
+            skipped.push(path.to_path_buf());
+            Ok(None)
+        }
+    };
+    for photo in &chosen {
+        if let Some(result) = classify(&photo.path)? {
+            let predicted =
+                crate::scores::top_k(&result.probabilities, classifier.labels(), 1)[0].index;
+            let truth = head_index(&photos.classes[photo.class]).expect("checked above");
+            pairs.push((truth, predicted));
+            known.push((result.known_score, truth == predicted));
+        }
+    }
+    for path in &others {
+        if let Some(result) = classify(path)? {
+            other_scores.push(result.known_score);
+        }
     }
     progress.finish();
-    let report = EvalReport::from_pairs(classifier.labels(), &pairs);
+    let mut report = EvalReport::from_pairs(classifier.labels(), &pairs);
+    if options.unknown.is_some() {
+        report.unknown = Some(UnknownReport::new(
+            &known,
+            &other_scores,
+            classifier.unknown_threshold(),
+        ));
+    }
     report.write(&options.json, &options.png)?;
     Ok(Evaluated {
         report,
@@ -509,4 +559,31 @@ pub fn evaluate_folder(options: &EvalOptions) -> Result<Evaluated> {
         json: options.json.clone(),
         png: options.png.clone(),
     })
+}
+
+/// Every photo under `dir` (a folder per class, as for training), refused when a class is one
+/// the head knows: its photos would count as unknown ones.
+fn unknown_photos(dir: &Path, classifier: &Classifier) -> Result<Vec<PathBuf>> {
+    let photos = PhotoSet::scan(dir)?;
+    let known: Vec<&String> = photos
+        .classes
+        .iter()
+        .filter(|c| classifier.labels().contains(c))
+        .collect();
+    if !known.is_empty() {
+        return Err(Error::Dataset {
+            dir: dir.into(),
+            reason: format!(
+                "--unknown takes photos of classes the head does not know, and it knows {known:?}"
+            ),
+        });
+    }
+    let all = photos.in_split(Split::All);
+    if all.is_empty() {
+        return Err(Error::Dataset {
+            dir: dir.into(),
+            reason: "no photos in its class folders".into(),
+        });
+    }
+    Ok(all.into_iter().map(|photo| photo.path).collect())
 }

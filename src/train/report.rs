@@ -24,6 +24,7 @@ use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 use image::RgbImage;
 use serde::Serialize;
 
+use super::unknown::UnknownReport;
 use crate::canvas::Canvas;
 use crate::{Error, Result};
 
@@ -53,6 +54,10 @@ pub struct EvalReport {
     pub shown_classes: Vec<String>,
     /// Why `shown_classes` is not every class, when it is not.
     pub shown_note: Option<String>,
+    /// How the head told these photos from photos of classes it does not know (`eval
+    /// --unknown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown: Option<UnknownReport>,
     #[serde(skip)]
     shown: Vec<usize>,
 }
@@ -214,6 +219,7 @@ impl EvalReport {
             per_class,
             shown_classes: shown.iter().map(|&c| classes[c].clone()).collect(),
             shown_note,
+            unknown: None,
             shown,
             confusion,
         }
@@ -264,6 +270,9 @@ impl EvalReport {
                 .map(|&p| format!("{:>4}", self.confusion[t][p]))
                 .collect();
             let _ = writeln!(out, "{:<width$} {}", self.classes[t], cells.join(""));
+        }
+        if let Some(unknown) = &self.unknown {
+            let _ = write!(out, "\n{}", unknown.text());
         }
         out
     }
