@@ -51,11 +51,15 @@ pub const MAX_LINES: u32 = 4096;
 
 /// The range of each number in a config: (key, least, most, unit). Milliseconds stay below
 /// what a `Duration` or a timer can hold with room to spare.
-pub const LIMITS: [(&str, u64, u64, &str); 6] = [
+pub const LIMITS: [(&str, u64, u64, &str); 10] = [
     ("gpio.lines", 1, MAX_LINES as u64, "lines"),
     ("trigger.debounce_ms", 0, 10_000, "ms"),
     ("trigger.burst", 1, 100, "frames"),
     ("trigger.cooldown_ms", 0, 3_600_000, "ms"),
+    ("enroll.debounce_ms", 0, 10_000, "ms"),
+    ("enroll.burst", 1, 100, "frames"),
+    ("enroll.every_ms", 0, 60_000, "ms"),
+    ("enroll.min_photos", 2, 10_000, "photos"),
     ("outputs pulse_ms", 1, 600_000, "ms"),
     ("pin line offsets", 0, MAX_LINES as u64 - 1, ""),
 ];
@@ -100,6 +104,39 @@ pub struct Deployment {
     pub lines: Option<u32>,
     pub trigger: Option<TriggerSpec>,
     pub outputs: Vec<OutputSpec>,
+    /// Buttons that teach the head a class (`[enroll]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enroll: Option<EnrollSpec>,
+}
+
+/// Teaching on the device: a button per class; a press saves a burst of frames as photos of
+/// its class and trains a new head on every photo of the enroll classes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnrollSpec {
+    /// The photos, a folder per class (relative paths are the config file's folder's).
+    pub photos: PathBuf,
+    /// The head folder the taught head is written to; `run` uses it once it holds a head.
+    pub head: PathBuf,
+    /// Frames a press saves.
+    pub burst: usize,
+    /// Between two saved frames.
+    #[serde(rename = "every_ms", with = "millis")]
+    pub every: Duration,
+    /// Photos each class needs before a head is trained.
+    pub min_photos: usize,
+    /// One button per class, in class-name order.
+    pub buttons: Vec<EnrollButton>,
+}
+
+/// A button that enrolls one class: a trigger-style input.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnrollButton {
+    pub class: String,
+    pub line: Line,
+    pub edge: Edge,
+    pub bias: Bias,
+    #[serde(rename = "debounce_ms", with = "millis")]
+    pub debounce: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -207,14 +244,20 @@ pub fn from_table(path: &Path, deployment: toml::Table) -> Result<Deployment> {
     let raw: Raw = toml::Value::Table(merged)
         .try_into()
         .map_err(|e: toml::de::Error| bad(e.message().to_string()))?;
-    resolve(&board_name, raw).map_err(|reason| Error::Config {
+    let mut deployment = resolve(&board_name, raw).map_err(|reason| Error::Config {
         path: if reason.about_board && !sets_board_keys {
             board_path
         } else {
             path.to_path_buf()
         },
         reason: reason.text,
-    })
+    })?;
+    if let Some(enroll) = &mut deployment.enroll {
+        let folder = path.parent().unwrap_or(Path::new("."));
+        enroll.photos = folder.join(&enroll.photos);
+        enroll.head = folder.join(&enroll.head);
+    }
+    Ok(deployment)
 }
 
 /// A profile by name (built in) or by path (relative to the deployment config's folder).
@@ -299,6 +342,37 @@ struct Raw {
     trigger: Option<RawTrigger>,
     #[serde(default)]
     outputs: RawOutputs,
+    enroll: Option<RawEnroll>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnroll {
+    photos: PathBuf,
+    head: PathBuf,
+    #[serde(default = "default_enroll_burst")]
+    burst: i64,
+    #[serde(default = "default_enroll_every_ms")]
+    every_ms: i64,
+    #[serde(default = "default_min_photos")]
+    min_photos: i64,
+    #[serde(default = "default_edge")]
+    edge: Edge,
+    #[serde(default = "default_bias")]
+    bias: Bias,
+    #[serde(default = "default_debounce_ms")]
+    debounce_ms: i64,
+    classes: BTreeMap<String, PinRef>,
+}
+
+fn default_enroll_burst() -> i64 {
+    8
+}
+fn default_enroll_every_ms() -> i64 {
+    250
+}
+fn default_min_photos() -> i64 {
+    5
 }
 
 #[derive(Deserialize)]
@@ -581,10 +655,54 @@ fn resolve(board: &str, raw: Raw) -> Result<Deployment, Reason> {
         output(Role::Class(label.clone()), spec, &what)?;
     }
 
+    let enroll = match &raw.enroll {
+        None => None,
+        Some(e) => {
+            if e.classes.len() < 2 {
+                return Err(
+                    "[enroll.classes]: a classifier needs at least two classes, one button each"
+                        .to_string()
+                        .into(),
+                );
+            }
+            let debounce = within("enroll.debounce_ms", e.debounce_ms, "enroll.debounce_ms")?;
+            let mut buttons = Vec::new();
+            for (class, pin) in &e.classes {
+                crate::train::check_new_class_name(class)
+                    .map_err(|reason| format!("[enroll.classes] {class:?}: {reason}"))?;
+                buttons.push(EnrollButton {
+                    class: class.clone(),
+                    line: line(pin, &format!("enroll.classes.{class}"))?,
+                    edge: e.edge,
+                    bias: e.bias,
+                    debounce: Duration::from_millis(debounce),
+                });
+            }
+            Some(EnrollSpec {
+                photos: e.photos.clone(),
+                head: e.head.clone(),
+                burst: within("enroll.burst", e.burst, "enroll.burst")? as usize,
+                every: Duration::from_millis(within(
+                    "enroll.every_ms",
+                    e.every_ms,
+                    "enroll.every_ms",
+                )?),
+                min_photos: within("enroll.min_photos", e.min_photos, "enroll.min_photos")?
+                    as usize,
+                buttons,
+            })
+        }
+    };
+
     let mut used: Vec<(&Line, String)> = Vec::new();
     let users = trigger
         .iter()
         .map(|t| (&t.line, "the trigger".to_string()))
+        .chain(enroll.iter().flat_map(|e| {
+            e.buttons
+                .iter()
+                .map(|b| (&b.line, format!("the enroll button for {:?}", b.class)))
+        }))
         .chain(outputs.iter().map(|o| (&o.line, o.role.describe())));
     for (line, user) in users {
         if let Some((first, other)) = used.iter().find(|(l, _)| l.offset == line.offset) {
@@ -604,6 +722,7 @@ fn resolve(board: &str, raw: Raw) -> Result<Deployment, Reason> {
         lines,
         trigger,
         outputs,
+        enroll,
     })
 }
 
@@ -622,13 +741,29 @@ impl Role {
 }
 
 impl Deployment {
-    /// Refuses outputs for classes the model does not have.
+    /// Refuses outputs for classes the model does not have. With `[enroll]`, the enroll
+    /// classes count too: the taught head will have them.
     pub fn check_labels(&self, labels: &[String]) -> std::result::Result<(), String> {
+        let taught = |label: &String| {
+            self.enroll
+                .as_ref()
+                .is_some_and(|e| e.buttons.iter().any(|b| &b.class == label))
+        };
         for output in &self.outputs {
-            if let Some(unknown) = output.role.classes().iter().find(|l| !labels.contains(l)) {
+            if let Some(unknown) = output
+                .role
+                .classes()
+                .iter()
+                .find(|l| !labels.contains(l) && !taught(l))
+            {
                 return Err(format!(
-                    "{} names class {unknown:?}, which the head does not have",
-                    output.role.describe()
+                    "{} names class {unknown:?}, which the head does not have{}",
+                    output.role.describe(),
+                    if self.enroll.is_some() {
+                        " and [enroll] does not teach"
+                    } else {
+                        ""
+                    }
                 ));
             }
         }

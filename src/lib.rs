@@ -32,6 +32,7 @@ pub mod preprocess;
 pub mod run;
 pub mod scores;
 pub mod source;
+pub mod teach;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -39,7 +39,19 @@ fn run(command: Command, stdout: &mut impl Write) -> Result<()> {
         }
         Command::Run(args) => {
             let config = args.resolve().context("run")?;
-            pinsight::run::run(&config, |result| {
+            let learner = config
+                .deployment
+                .as_ref()
+                .and_then(|d| d.enroll.as_ref())
+                .map(|spec| {
+                    let teacher = pinsight::teach::Teacher::new(
+                        spec,
+                        &config.model,
+                        pinsight::train::default_cache_dir(),
+                    );
+                    std::sync::Arc::new(teacher) as std::sync::Arc<dyn pinsight::run::enroll::Learn>
+                });
+            pinsight::run::run(&config, learner, |result| {
                 pinsight::run::print_json_line(&mut *stdout, result)
             })
             .map(drop)

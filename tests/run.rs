@@ -47,6 +47,7 @@ fn options(frames: Option<u64>) -> RunOptions {
         hub: None,
         keeper: None,
         reload: None,
+        enroll: None,
     }
 }
 
@@ -601,6 +602,259 @@ fn a_head_taken_while_running_pulses_the_taught_output() {
     assert_eq!((summary.reloads, summary.reloads_refused), (1, 0));
     drop(signals);
     for mut pin in [taught, unknown] {
+        pin.done();
+    }
+}
+
+/// Photos of hats and of pants in blocks of 20 frames (hats first), `n` frames in all.
+fn hats_and_pants(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = |class: &str| -> Vec<std::path::PathBuf> {
+        let mut all = Vec::new();
+        for split in ["train", "validation"] {
+            let folder = common::repo()
+                .join("tests/fixtures/clothing")
+                .join(split)
+                .join(class);
+            all.extend(
+                std::fs::read_dir(folder)
+                    .unwrap()
+                    .map(|e| e.unwrap().path()),
+            );
+        }
+        all.sort();
+        all
+    };
+    let (hats, pants) = (photos("hat"), photos("pants"));
+    for i in 0..n {
+        let block = if (i / 20) % 2 == 0 { &hats } else { &pants };
+        std::fs::copy(
+            &block[i % block.len()],
+            dir.path().join(format!("{i:04}.jpg")),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// The teacher, held in its second round until a hat press has come and saved its photos
+/// while it learns.
+struct PressDuringSecondRound {
+    teacher: pinsight::teach::Teacher,
+    rounds: AtomicU32,
+    /// The hat button's presses allowed: one more during the second round.
+    hat_allowed: Arc<AtomicU32>,
+    hats: std::path::PathBuf,
+}
+
+impl pinsight::run::enroll::Learn for PressDuringSecondRound {
+    fn learn(&self) -> Result<pinsight::run::enroll::Learned, String> {
+        if self.rounds.fetch_add(1, Ordering::Relaxed) == 1 {
+            self.hat_allowed.fetch_add(1, Ordering::Relaxed);
+            let given_up = std::time::Instant::now() + Duration::from_secs(300);
+            let saved = || {
+                std::fs::read_dir(&self.hats)
+                    .unwrap()
+                    .filter(|e| e.as_ref().unwrap().path().extension() == Some("jpg".as_ref()))
+                    .count()
+            };
+            while saved() < 8 {
+                assert!(std::time::Instant::now() < given_up, "no second hat press");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.teacher.learn()
+    }
+}
+
+/// Enrollment from the ImageNet head: a hat press (too few photos: pants has none), a pants
+/// press (a head is learnt and taken), a hat press while it learns (one more round, taken),
+/// then a pants press whose round fails because the head folder holds a file pinsight did not
+/// write: the head in use and its folder stay as they were.
+#[test]
+fn enrollment_teaches_classes_from_button_presses_and_keeps_the_head_when_learning_fails() {
+    use pinsight::run::enroll::{EnrollEvent, Enrollment, Outcome};
+    let frames = hats_and_pants(1000);
+    let work = tempfile::tempdir().unwrap();
+    let (photos, taught) = (work.path().join("photos"), work.path().join("taught"));
+    let spec = pinsight::board::EnrollSpec {
+        photos: photos.clone(),
+        head: taught.clone(),
+        burst: 4,
+        every: Duration::ZERO,
+        min_photos: 4,
+        buttons: ["hat", "pants"]
+            .iter()
+            .enumerate()
+            .map(|(offset, class)| pinsight::board::EnrollButton {
+                class: class.to_string(),
+                line: Line {
+                    offset: offset as u32 + 10,
+                    name: format!("line {}", offset + 10),
+                },
+                edge: pinsight::board::Edge::Rising,
+                bias: pinsight::board::Bias::AsIs,
+                debounce: Duration::ZERO,
+            })
+            .collect(),
+    };
+    let model = pinsight::run::ModelFiles {
+        backbone: common::int8_backbone(),
+        head: common::imagenet_head(),
+        engine: pinsight::model::Engine::default(),
+        threads: pinsight::model::threads::count(),
+    };
+    let allowed = [Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0))];
+    let buttons = ["hat", "pants"]
+        .iter()
+        .zip(&allowed)
+        .map(|(class, allowed)| {
+            let done = Arc::new(AtomicBool::new(false));
+            let button = Button {
+                presses: 2,
+                allowed: allowed.clone(),
+                high: false,
+                quiet_next: false,
+                done: done.clone(),
+            };
+            let trigger =
+                Trigger::new(button, pinsight::board::Edge::Rising, Duration::ZERO).unwrap();
+            (class.to_string(), Presses::spawn(trigger, done))
+        })
+        .collect();
+    let learner = Arc::new(PressDuringSecondRound {
+        teacher: pinsight::teach::Teacher::new(&spec, &model, common::shared_feature_cache()),
+        rounds: AtomicU32::new(0),
+        hat_allowed: allowed[0].clone(),
+        hats: photos.join("hat"),
+    });
+    let events = Arc::new(Mutex::new(Vec::<EnrollEvent>::new()));
+    let sink = {
+        let (events, taught, pants) = (events.clone(), taught.clone(), allowed[1].clone());
+        Box::new(move |event: &EnrollEvent| {
+            eprintln!("{}", serde_json::to_string(event).unwrap());
+            let mut events = events.lock().unwrap();
+            events.push(event.clone());
+            if events.len() == 3 && taught.is_dir() {
+                // A file of the user's in the head folder: the next round must not replace it.
+                std::fs::write(taught.join("notes.txt"), "mine").unwrap();
+                pants.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        })
+    };
+    let enrollment = Enrollment::new(&spec, buttons, learner, sink);
+
+    use State::{High, Low};
+    let set = Transaction::set;
+    // Busy: up at each press that starts learning, down when no round is left.
+    let busy = Mock::new(&[
+        set(Low),
+        set(High),
+        set(Low),
+        set(High),
+        set(Low),
+        set(High),
+        set(Low),
+        set(Low),
+    ]);
+    // Taught: a pulse for each head taken.
+    let taught_pin = Mock::new(&[set(Low), set(High), set(Low), set(High), set(Low), set(Low)]);
+    let mut pulse = output(Role::Taught, 2);
+    pulse.mode = OutputMode::Pulse(Duration::from_millis(1));
+    let signals = Mutex::new(
+        Outputs::new([
+            (output(Role::Busy, 1), busy.clone()),
+            (pulse, taught_pin.clone()),
+        ])
+        .unwrap(),
+    );
+    let stop_watch = Arc::new(AtomicBool::new(false));
+    let watch =
+        pinsight::run::reload::HeadWatch::start(&taught, stop_watch.clone(), Box::new(|_| Ok(())))
+            .unwrap();
+    let mut options = options(None);
+    options.reload = Some(Arc::new(watch));
+    options.enroll = Some(Arc::new(enrollment));
+    // The source lasts 20 s or more: the rounds need a few.
+    options.max_fps = Some(50.0);
+    let mut source = Files::open(frames.path().to_str().unwrap()).unwrap();
+    let stop = AtomicBool::new(false);
+    let mut results: Vec<(usize, Vec<String>)> = Vec::new();
+    let summary = pinsight::run::run_loop(
+        &mut source,
+        common::imagenet_classifier(),
+        &options,
+        Mode::Continuous,
+        &signals,
+        &stop,
+        |result| {
+            let rounds = events.lock().unwrap().len();
+            let labels = result.top.iter().map(|g| g.label.clone()).collect();
+            results.push((rounds, labels));
+            match results.len() {
+                2 => allowed[0].fetch_add(1, Ordering::Relaxed),
+                24 => allowed[1].fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
+            // A few results on the kept head after the failed round, then stop.
+            if results.iter().filter(|(rounds, _)| *rounds == 4).count() >= 3 {
+                stop.store(true, Ordering::Relaxed);
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    stop_watch.store(true, Ordering::Relaxed);
+
+    let events = events.lock().unwrap();
+    let outcomes: Vec<Outcome> = events.iter().map(|e| e.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::TooFew,
+            Outcome::Swapped,
+            Outcome::Swapped,
+            Outcome::Failed
+        ],
+        "{events:#?}"
+    );
+    let pressed: Vec<&[String]> = events.iter().map(|e| e.pressed.as_slice()).collect();
+    assert_eq!(pressed, [["hat"], ["pants"], ["hat"], ["pants"]]);
+    assert!(events.iter().all(|e| e.saved == 4), "{events:#?}");
+    let counts = |e: &EnrollEvent| (e.photos.get("hat").copied(), e.photos.get("pants").copied());
+    assert_eq!(counts(&events[0]), (Some(4), Some(0)));
+    // The hat press while the second round learnt saved its photos before that round counted
+    // them (the learner waited for them): it learnt from them too, and so did the third.
+    assert_eq!(counts(&events[1]), (Some(8), Some(4)));
+    assert_eq!(counts(&events[2]), (Some(8), Some(4)));
+    for swapped in &events[1..3] {
+        assert!(swapped.train_ms.is_some() && swapped.swap_ms.is_some());
+        assert!(swapped.press_to_swap_ms.is_some());
+    }
+    let reason = events[3].reason.as_deref().unwrap();
+    assert!(
+        reason.contains("taught"),
+        "the reason names the folder: {reason}"
+    );
+    assert_eq!(std::fs::read(taught.join("notes.txt")).unwrap(), b"mine");
+    for (class, saved) in [("hat", 8), ("pants", 8)] {
+        assert_eq!(
+            std::fs::read_dir(photos.join(class)).unwrap().count(),
+            saved
+        );
+    }
+    // ImageNet's labels before the first head was taken, the taught classes after it.
+    let taught_labels = |labels: &Vec<String>| labels.iter().all(|l| l == "hat" || l == "pants");
+    assert!(!taught_labels(&results[0].1));
+    for (rounds, labels) in &results {
+        if *rounds >= 2 {
+            assert!(taught_labels(labels), "{labels:?}");
+        }
+    }
+    assert_eq!((summary.reloads, summary.reloads_refused), (2, 0));
+    drop(signals);
+    for mut pin in [busy, taught_pin] {
         pin.done();
     }
 }

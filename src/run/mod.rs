@@ -7,6 +7,7 @@
 //! ends, a frame limit or a signal; the outputs go back to their safe levels on every way out.
 //! [`classify`] is the same loop over a list of image files, without pins.
 
+pub mod enroll;
 mod pipeline;
 pub mod reload;
 
@@ -22,7 +23,7 @@ pub use pipeline::{
     Decided, Mode, RunOptions, RunSummary, StageTimes, TriggerReport, millis, run_loop,
 };
 
-use crate::board::Deployment;
+use crate::board::{Deployment, EnrollSpec, TriggerSpec};
 use crate::frame::PixelFormat;
 use crate::gpio::cdev::Chip;
 use crate::gpio::{self, NoOutputs, Outputs, Presses, Signals, Trigger};
@@ -32,6 +33,7 @@ use crate::net::{HttpSettings, MqttSettings, Network};
 use crate::scores::Guess;
 use crate::source::{Camera, CameraConfig, Files, FrameSource};
 use crate::{Error, Result};
+use enroll::{EnrollEvent, Enrollment, Learn};
 use reload::HeadWatch;
 
 /// The model files and the engine that runs the backbone.
@@ -119,11 +121,17 @@ pub struct RunConfig {
 
 /// Runs `pinsight run`: outputs safe, source, model, labels checked, the loop, outputs safe.
 /// Each result goes to `report`. SIGINT and SIGTERM end the loop after the current frame.
+///
+/// With `[enroll]` in the deployment, `learner` learns the heads its buttons ask for (the
+/// command line hands one in: the loop imports no training), and each round's event goes to
+/// standard output as a JSON line, like the results.
 pub fn run(
     config: &RunConfig,
+    learner: Option<Arc<dyn Learn>>,
     report: impl FnMut(&Decided) -> io::Result<()>,
 ) -> Result<RunSummary> {
     let deployment = config.deployment.clone();
+    let enroll_spec = deployment.as_ref().and_then(|d| d.enroll.clone());
     let trigger = match (config.mode, &deployment) {
         (RunMode::Continuous, _) => None,
         (RunMode::Triggered, Some(deployment)) => match &deployment.trigger {
@@ -168,7 +176,10 @@ pub fn run(
     }
 
     let (mut source, is_camera) = open_source(&config.source, &config.camera)?;
-    let classifier = config.model.load()?;
+    let classifier = match &enroll_spec {
+        Some(spec) => load_taught(&config.model, spec)?,
+        None => config.model.load()?,
+    };
     let labels = classifier.labels();
     if let (Some(deployment), Some(path)) = (&deployment, &config.config) {
         deployment
@@ -215,7 +226,34 @@ pub fn run(
             Ok(())
         }
     };
-    let reload = HeadWatch::start(&config.model.head, stop.clone(), Box::new(accept))?;
+    let watched = enroll_spec
+        .as_ref()
+        .map_or(&config.model.head, |spec| &spec.head);
+    let reload = HeadWatch::start(watched, stop.clone(), Box::new(accept))?;
+    let enroll = match (&enroll_spec, &chip) {
+        (Some(spec), Some(chip)) => {
+            let learner = learner.ok_or_else(|| {
+                Error::Internal("[enroll] needs a learner, and none was given".into())
+            })?;
+            let mut buttons = Vec::new();
+            for button in &spec.buttons {
+                let line = TriggerSpec {
+                    line: button.line.clone(),
+                    edge: button.edge,
+                    bias: button.bias,
+                    debounce: button.debounce,
+                    burst: spec.burst,
+                    cooldown: Duration::ZERO,
+                };
+                let trigger = Trigger::new(chip.trigger(&line)?, button.edge, button.debounce)?;
+                buttons.push((button.class.clone(), Presses::spawn(trigger, stop.clone())));
+            }
+            let events =
+                Box::new(|event: &EnrollEvent| print_json_line(&mut io::stdout().lock(), event));
+            Some(Arc::new(Enrollment::new(spec, buttons, learner, events)))
+        }
+        _ => None,
+    };
     let mut presses = match (&trigger, &chip) {
         (Some(spec), Some(chip)) => {
             let trigger = Trigger::new(chip.trigger(spec)?, spec.edge, spec.debounce)?;
@@ -241,6 +279,7 @@ pub fn run(
         hub: network.as_ref().map(Network::hub),
         keeper: keeper.clone(),
         reload: Some(Arc::new(reload)),
+        enroll,
     };
     let summary = run_loop(
         source.as_mut(),
@@ -287,6 +326,31 @@ pub fn run(
         summary.reloads_refused
     );
     Ok(summary)
+}
+
+/// With `[enroll]`: the taught head when its folder holds one that loads, else the configured
+/// head (a broken taught head is named in the log; the next one taught replaces it).
+fn load_taught(model: &ModelFiles, spec: &EnrollSpec) -> Result<Classifier> {
+    if spec.head.join(crate::model::head::META_FILE).exists() {
+        let taught = ModelFiles {
+            head: spec.head.clone(),
+            ..model.clone()
+        };
+        match taught.load() {
+            Ok(classifier) => return Ok(classifier),
+            Err(e) => log::warn!(
+                "{e}; running {} until a head is taught",
+                model.head.display()
+            ),
+        }
+    } else {
+        log::info!(
+            "no taught head in {} yet: running {} until one is",
+            spec.head.display(),
+            model.head.display()
+        );
+    }
+    model.load()
 }
 
 /// The frame source `name` (a camera `/dev/…`, else image files), and whether it is a camera.
@@ -354,6 +418,7 @@ pub fn classify(
         hub: None,
         keeper: None,
         reload: None,
+        enroll: None,
     };
     let summary = run_loop(
         &mut source,
@@ -373,8 +438,8 @@ pub fn classify(
     Ok(())
 }
 
-/// A result as `pinsight run` prints it: one JSON line.
-pub fn print_json_line(out: &mut impl Write, result: &Decided) -> io::Result<()> {
+/// A result (or an enrollment's event) as `pinsight run` prints it: one JSON line.
+pub fn print_json_line(out: &mut impl Write, result: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer(&mut *out, result)?;
     writeln!(out)?;
     out.flush()

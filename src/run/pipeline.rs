@@ -2,12 +2,13 @@
 //! convert it, classify it, decide, show the result on the outputs, report.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
 
+use super::enroll::{EnrollEvent, Enrollment, Learned, Outcome};
 use super::reload::HeadWatch;
 use crate::decide::{Decision, Rules, Scores, Smoother, decide};
 use crate::frame::{Converter, Frame};
@@ -39,8 +40,11 @@ pub struct RunOptions {
     pub hub: Option<Arc<Hub>>,
     /// Where frames of results below the threshold are kept ([`crate::keep`]).
     pub keeper: Option<Arc<Keeper>>,
-    /// The head folder to take a new head from when it changes ([`super::reload`]).
+    /// The head folder to take a new head from when it changes ([`super::reload`]); the
+    /// enroll head folder when enrolling.
     pub reload: Option<Arc<HeadWatch>>,
+    /// Buttons that teach the head new photos ([`super::enroll`]).
+    pub enroll: Option<Arc<Enrollment>>,
 }
 
 /// One decided result, as the run loop reports it (one JSON line on stdout).
@@ -164,6 +168,7 @@ pub fn run_loop(
         summary: RunSummary::default(),
         streaming: false,
         health: Health::new(options.notifier.as_deref()),
+        teaching: Teaching::default(),
     };
     let ran = match mode {
         Mode::Continuous => pipeline.continuous(),
@@ -194,6 +199,26 @@ struct Pipeline<'a, R> {
     streaming: bool,
     /// What systemd is told.
     health: Health<'a>,
+    /// Enrollment's round of learning, when one runs.
+    teaching: Teaching,
+}
+
+/// Enrollment's state in the loop: the round that learns, and presses for the next.
+#[derive(Default)]
+struct Teaching {
+    /// The running round's answer, when one runs.
+    running: Option<mpsc::Receiver<std::result::Result<Learned, String>>>,
+    /// The running round's presses (class names) and the photos they saved.
+    pressed: Vec<String>,
+    saved: usize,
+    /// The first press of the running round.
+    first_press: Option<Instant>,
+    /// Presses since the running round started: they ask for another.
+    queued: Vec<String>,
+    queued_saved: usize,
+    queued_first: Option<Instant>,
+    /// Enrollment raised the busy output.
+    busy: bool,
 }
 
 /// A classified frame.
@@ -245,7 +270,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             .map(|fps| Duration::from_secs_f64(1.0 / fps));
         let mut next_start = Instant::now();
         while !self.done() {
-            if self.reload_if_asked()? {
+            if self.reload_if_asked()? | self.enroll_step()? {
                 smoother.clear();
             }
             if let Some(period) = period {
@@ -277,6 +302,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
         let mut average = Average::new(burst);
         while !self.done() {
             self.reload_if_asked()?;
+            self.enroll_step()?;
             let timeout = self.poll_pulses()?.min(STOP_CHECK);
             let press = match presses.wait(timeout)? {
                 Wait::Press(press) => press,
@@ -302,7 +328,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
                 self.poll_pulses()?;
             }
             let Some(frame) = last else {
-                gpio::lock(self.signals).set_busy(false, Instant::now())?;
+                gpio::lock(self.signals).set_busy(self.learning(), Instant::now())?;
                 break;
             };
             let started = Instant::now();
@@ -311,7 +337,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
                 let mut signals = gpio::lock(self.signals);
                 signals.show(&decision, Instant::now())?;
                 let shown = Instant::now();
-                signals.set_busy(false, shown)?;
+                signals.set_busy(self.learning(), shown)?;
                 shown
             };
             ms.decide = millis(started, shown);
@@ -349,17 +375,24 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
         self.reloaded.as_ref().unwrap_or(self.classifier)
     }
 
-    /// Takes the head in the watched folder if a reload was asked for: loaded on the running
-    /// backbone with every check of a start, or refused (logged and counted) keeping the
-    /// running head. True when a new head was taken (the taught output pulses).
+    /// Takes the head in the watched folder if a reload was asked for. True when a new head
+    /// was taken.
     fn reload_if_asked(&mut self) -> Result<bool> {
-        let Some(watch) = &self.options.reload else {
-            return Ok(false);
-        };
-        if !watch.take() {
-            return Ok(false);
+        match &self.options.reload {
+            Some(watch) if watch.take() => Ok(self.take_head()?.is_ok()),
+            _ => Ok(false),
         }
+    }
+
+    /// Takes the head in the watched folder: loaded on the running backbone with every check
+    /// of a start, then in use (the taught output pulses), or refused (logged and counted)
+    /// keeping the running head. The milliseconds it took, or why it was refused.
+    fn take_head(&mut self) -> Result<std::result::Result<f64, String>> {
+        let Some(watch) = &self.options.reload else {
+            return Ok(Err("no head folder is watched".into()));
+        };
         let started = Instant::now();
+        watch.mark_seen();
         let backbone = self.classifier().backbone().clone();
         let loaded = Classifier::with_backbone(backbone, &watch.head).and_then(|classifier| {
             watch
@@ -372,24 +405,176 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
         });
         match loaded {
             Ok(classifier) => {
+                let ms = millis(started, Instant::now());
                 log::info!(
-                    "new head from {} in {:.0} ms: {} classes (was {})",
+                    "new head from {} in {ms:.0} ms: {} classes (was {})",
                     watch.head.display(),
-                    millis(started, Instant::now()),
                     classifier.labels().len(),
                     self.classifier().labels().len()
                 );
                 self.reloaded = Some(classifier);
                 self.summary.reloads += 1;
                 gpio::lock(self.signals).taught(Instant::now())?;
-                Ok(true)
+                Ok(Ok(ms))
             }
             Err(e) => {
                 log::warn!("{e}; the running head stays");
                 self.summary.reloads_refused += 1;
-                Ok(false)
+                Ok(Err(e.to_string()))
             }
         }
+    }
+
+    /// Whether enrollment is learning a head (the busy output stays up meanwhile).
+    fn learning(&self) -> bool {
+        self.teaching.running.is_some()
+    }
+
+    /// Enrollment between two frames: each waiting press saves its burst of photos and asks
+    /// for a round of learning; a finished round's head is taken in. True when a new head
+    /// was taken.
+    fn enroll_step(&mut self) -> Result<bool> {
+        let Some(enroll) = self.options.enroll.clone() else {
+            return Ok(false);
+        };
+        while let Some((class, press)) = enroll.pressed()? {
+            gpio::lock(self.signals).set_busy(true, Instant::now())?;
+            self.teaching.busy = true;
+            let saved = self.save_burst(&enroll, &class, press.at)?;
+            log::info!("enroll: saved {saved} photos of {class:?}");
+            let teaching = &mut self.teaching;
+            teaching.queued.push(class);
+            teaching.queued_saved += saved;
+            teaching.queued_first.get_or_insert(press.at);
+        }
+        let mut swapped = false;
+        if let Some(running) = &self.teaching.running {
+            let answer = match running.try_recv() {
+                Ok(answer) => Some(answer),
+                Err(mpsc::TryRecvError::Empty) => None,
+                Err(mpsc::TryRecvError::Disconnected) => Some(Err("the learner panicked".into())),
+            };
+            if let Some(answer) = answer {
+                self.teaching.running = None;
+                swapped = self.finish_round(&enroll, answer)?;
+            }
+        }
+        if self.teaching.running.is_none() {
+            if self.teaching.queued.is_empty() {
+                if std::mem::take(&mut self.teaching.busy) {
+                    gpio::lock(self.signals).set_busy(false, Instant::now())?;
+                }
+            } else {
+                self.start_round(&enroll);
+            }
+        }
+        Ok(swapped)
+    }
+
+    /// Saves `enroll.burst` frames captured after `after`, `enroll.every` apart, as photos of
+    /// `class`. A frame that cannot be converted or saved is logged and skipped. Returns the
+    /// photos saved.
+    fn save_burst(&mut self, enroll: &Enrollment, class: &str, after: Instant) -> Result<usize> {
+        let dir = enroll.photos.join(class);
+        if let Err(e) = crate::durable::create_dir_all(&dir) {
+            log::warn!("enroll: cannot make {}: {e}", dir.display());
+            return Ok(0);
+        }
+        let mut saved = 0;
+        let mut next = after;
+        while saved < enroll.burst && !self.stop.load(Ordering::Relaxed) {
+            self.sleep_until(next);
+            let Some(frame) = self.next_frame(Some(next), &mut StageTimes::default())? else {
+                break;
+            };
+            next = Instant::now() + enroll.every;
+            let image = match self.converter.to_rgb(&frame) {
+                Ok(image) => image,
+                Err(e) => {
+                    self.skip(&e);
+                    continue;
+                }
+            };
+            let name = crate::keep::photo_name(frame.sequence);
+            match crate::keep::save_photo(&dir, &name, image) {
+                Ok(_) => saved += 1,
+                Err(e) => log::warn!("enroll: cannot save a photo in {}: {e}", dir.display()),
+            }
+        }
+        Ok(saved)
+    }
+
+    /// Starts a round of learning on a thread of its own, for the presses queued.
+    fn start_round(&mut self, enroll: &Enrollment) {
+        let teaching = &mut self.teaching;
+        teaching.pressed = std::mem::take(&mut teaching.queued);
+        teaching.saved = std::mem::take(&mut teaching.queued_saved);
+        teaching.first_press = teaching.queued_first.take();
+        let (sender, receiver) = mpsc::channel();
+        let learner = enroll.learner.clone();
+        std::thread::spawn(move || {
+            let _ = sender.send(learner.learn());
+        });
+        teaching.running = Some(receiver);
+        log::info!("enroll: learning from {:?}", enroll.photos);
+    }
+
+    /// Ends a round: takes the new head in when one was written, and reports the round.
+    fn finish_round(
+        &mut self,
+        enroll: &Enrollment,
+        answer: std::result::Result<Learned, String>,
+    ) -> Result<bool> {
+        let mut event = EnrollEvent {
+            event: "enrolled",
+            time: String::new(),
+            pressed: std::mem::take(&mut self.teaching.pressed),
+            saved: std::mem::take(&mut self.teaching.saved),
+            outcome: Outcome::Failed,
+            reason: None,
+            photos: Default::default(),
+            train_ms: None,
+            swap_ms: None,
+            press_to_swap_ms: None,
+        };
+        let first_press = self.teaching.first_press.take();
+        match answer {
+            Err(reason) => {
+                log::warn!("enroll: learning failed, the head in use stays: {reason}");
+                event.reason = Some(reason);
+            }
+            Ok(learned) if !learned.too_few.is_empty() => {
+                let reason = format!(
+                    "too few photos yet of {} (a head is learnt once every class has enough)",
+                    learned.too_few.join(", ")
+                );
+                log::info!("enroll: {reason}");
+                event.outcome = Outcome::TooFew;
+                event.reason = Some(reason);
+                event.photos = learned.photos;
+            }
+            Ok(learned) => {
+                event.photos = learned.photos;
+                event.train_ms = Some(round_ms(learned.train_ms));
+                match self.take_head()? {
+                    Ok(ms) => {
+                        event.outcome = Outcome::Swapped;
+                        event.swap_ms = Some(round_ms(ms));
+                        event.press_to_swap_ms =
+                            first_press.map(|at| round_ms(millis(at, Instant::now())));
+                    }
+                    Err(reason) => {
+                        event.outcome = Outcome::Refused;
+                        event.reason = Some(reason);
+                    }
+                }
+            }
+        }
+        event.time = jiff::Timestamp::now().to_string();
+        enroll
+            .report(&event)
+            .map_err(|e| crate::Error::Output(e.to_string()))?;
+        Ok(event.outcome == Outcome::Swapped)
     }
 
     /// Sleeps until `deadline` or a stop, telling systemd the loop is alive while its source

@@ -1,5 +1,5 @@
 //! A new head without a restart: `pinsight run` watches its head folder and takes a head that
-//! replaces it (`pinsight train --out` on the same folder, or files copied over it), or any
+//! replaces it (written with `--out` on the same folder, or files copied over it), or any
 //! head there on SIGHUP (`systemctl reload pinsight`).
 //!
 //! The watch is a thread that looks at the folder and its files (inode, size, modification
@@ -11,8 +11,8 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::model::head::HEAD_FILES;
@@ -28,6 +28,9 @@ pub type Accept = dyn Fn(&[String]) -> std::result::Result<(), String> + Send + 
 pub struct HeadWatch {
     pub head: PathBuf,
     requested: Arc<AtomicBool>,
+    /// The folder's state when the loop last loaded from it (or the watch last asked it to):
+    /// a change is one from this.
+    seen: Arc<Mutex<Fingerprint>>,
     accept: Box<Accept>,
 }
 
@@ -61,20 +64,22 @@ impl HeadWatch {
             .map_err(|e| Error::Internal(format!("cannot watch for SIGHUP: {e}")))?;
         let watched = head.to_path_buf();
         let asked = requested.clone();
+        let seen = Arc::new(Mutex::new(fingerprint(head)));
+        let last = seen.clone();
         std::thread::Builder::new()
             .name("head-watch".into())
             .spawn(move || {
-                let mut seen = fingerprint(&watched);
                 let mut pending: Option<Fingerprint> = None;
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(POLL);
                     let now = fingerprint(&watched);
-                    if now == seen {
+                    let mut seen = last.lock().unwrap_or_else(|e| e.into_inner());
+                    if now == *seen {
                         pending = None;
                     } else if pending.as_ref() == Some(&now) {
                         log::info!("{} changed: loading the head", watched.display());
                         asked.store(true, Ordering::Relaxed);
-                        seen = now;
+                        *seen = now;
                         pending = None;
                     } else {
                         pending = Some(now);
@@ -85,8 +90,15 @@ impl HeadWatch {
         Ok(HeadWatch {
             head: head.into(),
             requested,
+            seen,
             accept,
         })
+    }
+
+    /// The loop loads the folder as it is now, on its own account (enrollment wrote it): the
+    /// watch takes this state as seen, and asks for no reload of it.
+    pub fn mark_seen(&self) {
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint(&self.head);
     }
 
     /// Whether a reload was asked for since the last call.
