@@ -150,6 +150,45 @@ fn config_resolves_the_starter_config_from_anywhere_and_refuses_a_broken_one() {
 }
 
 #[test]
+fn config_resolves_the_teach_example_and_refuses_a_lone_enroll_class() {
+    let example = common::repo().join("board/examples/pinsight-teach.toml");
+    let output = common::pinsight()
+        .arg("config")
+        .arg(&example)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let resolved: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let enroll = &resolved["deployment"]["enroll"];
+    assert_eq!(enroll["photos"], "/var/lib/pinsight/photos");
+    assert_eq!(enroll["head"], "/var/lib/pinsight/taught");
+    assert_eq!(enroll["burst"], 8);
+    assert_eq!(enroll["buttons"][0]["class"], "left");
+    assert_eq!(enroll["buttons"][0]["line"]["offset"], 17);
+    assert_eq!(enroll["buttons"][1]["edge"], "falling");
+
+    // One class is no classifier; a class name training would not read is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&example).unwrap();
+    for (from, to, says) in [
+        ("right = \"pin12\"", "", "at least two classes"),
+        ("right = \"pin12\"", "train = \"pin12\"", "\"train\""),
+    ] {
+        let path = dir.path().join("teach.toml");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        let output = common::pinsight()
+            .arg("config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
+
+#[test]
 fn config_checks_the_network_example_and_hides_its_secrets() {
     let example = common::repo().join("board/examples/pinsight-network.toml");
     let output = common::pinsight()
