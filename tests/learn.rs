@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use pinsight::Error;
 use pinsight::model::{Classifier, Engine};
-use pinsight::train::{TrainConfig, TrainOptions, train_from_folder};
+use pinsight::train::{Assessment, Grid, TrainConfig, TrainOptions, train_from_folder};
 
 fn fixture() -> PathBuf {
     common::repo().join("tests/fixtures/clothing")
@@ -22,6 +22,7 @@ fn options(data: &Path, out: &Path, cache: &Path) -> TrainOptions {
         threads: pinsight::model::threads::count(),
         cache: cache.into(),
         config: TrainConfig::default(),
+        grid: Grid::default(),
         augment: false,
         accept_known: 0.95,
     }
@@ -34,16 +35,22 @@ fn trains_a_head_that_classify_runs_and_reuses_cached_features() {
     let before = common::snapshot(&fixture());
 
     let first = train_from_folder(&options(&fixture(), &head, &cache)).unwrap();
+    let Assessment::HeldOut {
+        report, validation, ..
+    } = &first.assessment
+    else {
+        panic!("train/ and validation/ folders: the head stops early on validation/");
+    };
     println!(
         "validation accuracy {:.3}, best epoch {}, tract vs trainer {:e}",
-        first.validation.accuracy, first.report.best_epoch, first.check_max_abs_diff
+        validation.accuracy, report.best_epoch, first.check_max_abs_diff
     );
     assert_eq!(first.classes, ["hat", "pants", "shoes"]);
     assert_eq!(first.photos, [24, 12, 0]);
     assert!(
-        first.validation.accuracy >= 0.8,
+        validation.accuracy >= 0.8,
         "chance is 0.33; got {}",
-        first.validation.accuracy
+        validation.accuracy
     );
     assert!(
         first.check_max_abs_diff < 1e-3,
@@ -69,7 +76,8 @@ fn trains_a_head_that_classify_runs_and_reuses_cached_features() {
     let second = train_from_folder(&options(&fixture(), &head, &cache)).unwrap();
     assert_eq!((second.cache_hits, second.cache_misses), (36, 0));
     assert_eq!(
-        second.validation.accuracy, first.validation.accuracy,
+        second.assessment.accuracy(),
+        first.assessment.accuracy(),
         "training is deterministic"
     );
 
@@ -131,6 +139,63 @@ fn trains_a_head_that_classify_runs_and_reuses_cached_features() {
     assert!((report["accuracy"].as_f64().unwrap() - correct as f64 / 12.0).abs() < 1e-9);
     let picture = image::open(&png).unwrap();
     assert!(picture.width() > 3 * 36 && picture.height() > 3 * 36);
+}
+
+#[test]
+fn a_flat_folder_trains_on_every_photo_with_settings_chosen_by_cross_validation() {
+    let work = tempfile::tempdir().unwrap();
+    let head = work.path().join("head");
+    let data = common::photo_folder(&[("hat", 8), ("pants", 8), ("shoes", 6)]);
+    let outcome = train_from_folder(&options(
+        data.path(),
+        &head,
+        &common::shared_feature_cache(),
+    ))
+    .unwrap();
+    println!("{outcome}");
+    assert_eq!(outcome.photos, [22, 0, 0], "every photo trains the head");
+    let Assessment::CrossValidated(cv) = &outcome.assessment else {
+        panic!("a flat folder is cross-validated");
+    };
+    assert_eq!(cv.folds, 5);
+    assert_eq!(cv.fold_accuracy.len(), 5);
+    // Hats, pants and shoes are far apart: chance is 0.33.
+    assert!(cv.chosen.accuracy >= 0.8, "{cv:?}");
+    assert!(
+        outcome.to_string().contains(&format!(
+            "cross-validated accuracy: {:.2}%",
+            100.0 * cv.chosen.accuracy
+        )),
+        "{outcome}"
+    );
+    // The unknown threshold comes from every photo's out-of-fold score.
+    let set = outcome
+        .unknown
+        .expect("a flat folder sets the threshold too");
+    assert!(set.threshold.is_finite());
+    assert_eq!(set.photos, 22);
+    assert!(set.accepted >= 0.95, "{set:?}");
+
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(head.join("head.json")).unwrap()).unwrap();
+    assert_eq!(meta["photos"]["train"], 22);
+    assert_eq!(meta["photos"]["validation"], 0);
+    assert_eq!(
+        meta["cross_validation"]["accuracy"].as_f64().unwrap(),
+        cv.chosen.accuracy
+    );
+    assert_eq!(meta["cross_validation"]["folds"], 5);
+    assert_eq!(meta["config"]["epochs"], cv.chosen.epochs);
+    assert!(meta["config"]["patience"].is_null(), "no early stopping");
+    assert!(meta.get("validation_accuracy").is_none());
+
+    // A class of one photo cannot be held out and trained on: refused, named.
+    let small = common::photo_folder(&[("hat", 6), ("pants", 1)]);
+    let message = train_error(small.path());
+    assert!(
+        message.contains("at least 2 photos") && message.contains("pants (1)"),
+        "{message}"
+    );
 }
 
 fn train_error(data: &Path) -> String {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pinsight::model::Engine;
-use pinsight::train::{TrainConfig, TrainOptions, train_from_folder};
+use pinsight::train::{Grid, TrainConfig, TrainOptions, train_from_folder};
 use serde_json::Value;
 
 /// Trains a head on `data` into `out` (replacing the head there), on the shared feature cache.
@@ -24,6 +24,7 @@ fn train(data: &Path, out: &Path) {
         threads: pinsight::model::threads::count(),
         cache: common::shared_feature_cache(),
         config: TrainConfig::default(),
+        grid: Grid::default(),
         augment: false,
         accept_known: 0.95,
     })

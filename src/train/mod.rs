@@ -7,10 +7,10 @@
 //! | file | its job |
 //! |---|---|
 //! | `pipeline.rs` | strings the steps together: [`train_from_folder`] and [`evaluate_folder`] |
-//! | `photos.rs` | scans a folder of labelled photos and splits it into train/validation/test |
+//! | `photos.rs` | scans a folder of labelled photos: split folders, or a flat folder of classes |
 //! | `augment.rs` | the changed copies of a training photo (flipped, zoomed, brighter, darker) |
 //! | `cache.rs` | backbone features of each photo and copy, cached on disk by content |
-//! | `trainer.rs` | fits a [`Head`] to feature vectors (with `trainer/`: the arithmetic, the optimisers, standardisation) |
+//! | `trainer.rs` | fits a [`Head`] to feature vectors (with `trainer/`: the arithmetic, the optimisers, standardisation, and the cross-validation that chooses a flat folder's settings) |
 //! | `rng.rs` | the seeded generator behind the split, the initial weights, shuffling and dropout |
 //! | `report.rs` | the evaluation report: text, JSON and a confusion-matrix picture |
 //! | `unknown.rs` | the head's "unknown" threshold, and how well it separates other classes |
@@ -35,11 +35,13 @@ mod unknown;
 pub use cache::default_cache_dir;
 pub use photos::{Split, check_new_class_name};
 pub use pipeline::{
-    EvalOptions, Evaluated, TrainOptions, TrainOutcome, evaluate_folder, train_from_folder,
+    Assessment, EvalOptions, Evaluated, TrainOptions, TrainOutcome, evaluate_folder,
+    train_from_folder,
 };
 pub use report::{ClassScores, EvalReport};
 pub use trainer::{
-    ClassWeights, Dataset, Dense, EpochReport, Evaluation, Head, HeadKind, Optimizer, TrainConfig,
-    TrainError, TrainReport, Trained, evaluate, train, train_with_progress,
+    ClassWeights, CrossValidation, Dataset, Dense, EpochReport, Evaluation, Grid, Head, HeadKind,
+    MAX_FOLDS, Optimizer, SettingScore, TrainConfig, TrainError, TrainReport, Trained,
+    cross_validate, evaluate, fit, fold_count, stratified_folds, train, train_with_progress,
 };
 pub use unknown::UnknownReport;

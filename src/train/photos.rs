@@ -1,9 +1,12 @@
 //! A folder of labelled photos: one sub-folder per class, optionally already split.
 //!
 //! ```text
-//! DATA_DIR/<class>/*.jpg                      split here: stratified, with a fixed seed
+//! DATA_DIR/<class>/*.jpg                      "flat": no split folders
 //! DATA_DIR/{train,validation,test}/<class>/*  split by the user (test/ is optional)
 //! ```
+//! `pinsight train` learns from every photo of a flat folder (choosing its settings by
+//! cross-validation); `pinsight eval` splits one here, stratified with a fixed seed, so that a
+//! folder kept apart for evaluation can be taken in parts.
 //! The photos are only ever read: nothing in `DATA_DIR` is moved, renamed or written.
 
 use std::collections::BTreeSet;
@@ -54,13 +57,16 @@ pub struct PhotoSet {
     pub train: Vec<Photo>,
     pub validation: Vec<Photo>,
     pub test: Vec<Photo>,
+    /// The folder has no split folders (`train/` is absent): the split above is pinsight's.
+    pub flat: bool,
 }
 
 impl PhotoSet {
     /// Reads the folder layout. Without split folders, each class is split 70/15/15 into
     /// train/validation/test by a shuffle with a fixed seed (at least one validation photo for
-    /// a class of 3 or more; a class of 1 or 2 photos is all training photos). Class folder
-    /// names must make good labels ([`check_class_name`]); a folder with none is refused.
+    /// a class of 3 or more; a class of 1 or 2 photos is all training photos), for `eval`;
+    /// training takes them all ([`PhotoSet::flat`]). Class folder names must make good labels
+    /// ([`check_class_name`]); a folder with none is refused.
     pub fn scan(dir: &Path) -> Result<PhotoSet> {
         let bad = |reason: String| Error::Dataset {
             dir: dir.into(),
@@ -106,11 +112,14 @@ impl PhotoSet {
             train,
             validation,
             test,
+            flat: !presplit,
         })
     }
 
     /// Whether a head can be trained on these photos: 2 or more classes, each with 2 or more
-    /// training photos, and some validation photos. (An evaluation needs none of this.)
+    /// training photos, and some validation photos; in a flat folder, where every photo is a
+    /// training photo and cross-validation holds some of each class out in turn, 2 or more
+    /// photos a class. (An evaluation needs none of this.)
     pub fn check_trainable(&self) -> std::result::Result<(), String> {
         if self.classes.len() < 2 {
             return Err(format!(
@@ -118,14 +127,18 @@ impl PhotoSet {
                 self.classes.len()
             ));
         }
-        let counts = self.counts(&self.train);
-        let small: Vec<String> = self
-            .classes
-            .iter()
-            .zip(&counts)
-            .filter(|(_, n)| **n < 2)
-            .map(|(class, n)| format!("{class} ({n})"))
-            .collect();
+        if self.flat {
+            let small = self.too_few(&self.counts(&self.in_split(Split::All)));
+            if !small.is_empty() {
+                return Err(format!(
+                    "every class needs at least 2 photos (cross-validation holds out some of \
+                     each class in turn and trains on the rest); too few in: {}",
+                    small.join(", ")
+                ));
+            }
+            return Ok(());
+        }
+        let small = self.too_few(&self.counts(&self.train));
         if !small.is_empty() {
             return Err(format!(
                 "every class needs at least 2 training photos; too few in: {}",
@@ -138,6 +151,16 @@ impl PhotoSet {
             );
         }
         Ok(())
+    }
+
+    /// The classes with fewer than 2 photos of `counts`, named with their count.
+    fn too_few(&self, counts: &[usize]) -> Vec<String> {
+        self.classes
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| **n < 2)
+            .map(|(class, n)| format!("{class} ({n})"))
+            .collect()
     }
 
     /// The photos of `split`.
@@ -345,6 +368,7 @@ mod tests {
             train: vec![photo(0, 0), photo(1, 0)],
             validation: vec![photo(0, 1), photo(1, 1)],
             test: Vec::new(),
+            flat: false,
         };
         assert_eq!(set.in_split(Split::Test), set.validation);
         assert_eq!(set.in_split(Split::Train), set.train);

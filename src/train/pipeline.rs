@@ -15,7 +15,8 @@ use super::photos::{Photo, PhotoSet, Split};
 use super::progress::Progress;
 use super::report::EvalReport;
 use super::trainer::{
-    self, Dataset, Evaluation, Head, HeadKind, TrainConfig, TrainError, TrainReport,
+    self, CrossValidation, Dataset, Evaluation, Grid, Head, HeadKind, TrainConfig, TrainError,
+    TrainReport,
 };
 use super::unknown::{self, UnknownReport};
 use crate::decode::load_rgb;
@@ -36,16 +37,47 @@ pub struct TrainOptions {
     pub backbone: PathBuf,
     /// What runs the backbone.
     pub engine: Engine,
-    /// Threads the int8 engine splits its layers over.
+    /// Threads the int8 engine splits its layers over, and cross-validation its settings.
     pub threads: usize,
     /// The feature cache's folder ([`super::default_cache_dir`] unless the user names one).
     pub cache: PathBuf,
+    /// The settings of a head trained on split folders; for a flat folder, every setting but
+    /// those `grid` chooses and the epoch count (`epochs` is then the most cross-validation
+    /// tries, `patience` how long it waits for a lower held-out loss).
     pub config: TrainConfig,
+    /// The settings cross-validation chooses among, for a flat folder.
+    pub grid: Grid,
     /// Add flipped, zoomed, brighter and darker copies of each training photo.
     pub augment: bool,
     /// The share of held-out photos of the head's classes that its unknown threshold accepts
     /// (0.5 to 1).
     pub accept_known: f32,
+}
+
+/// How a head's settings were chosen and its accuracy measured, which depends on the photo
+/// folder's layout.
+pub enum Assessment {
+    /// `train/` and `validation/` folders: trained on `train/`, keeping the epoch with the
+    /// lowest validation loss; measured on `validation/` and `test/`.
+    HeldOut {
+        report: TrainReport,
+        validation: Evaluation,
+        test: Option<Evaluation>,
+    },
+    /// A flat folder: the settings and the epoch count chosen by k-fold cross-validation, then
+    /// trained on every photo for that many epochs. No photo is left over to measure the final
+    /// head on: the accuracy is the cross-validated one.
+    CrossValidated(CrossValidation),
+}
+
+impl Assessment {
+    /// The accuracy of a head on photos it did not learn from: validation or cross-validated.
+    pub fn accuracy(&self) -> f64 {
+        match self {
+            Assessment::HeldOut { validation, .. } => validation.accuracy,
+            Assessment::CrossValidated(cv) => cv.chosen.accuracy,
+        }
+    }
 }
 
 /// What a training run did, for the person who ran it (its `Display` is what `pinsight train`
@@ -54,54 +86,96 @@ pub struct TrainOutcome {
     /// The head folder written.
     pub out: PathBuf,
     pub classes: Vec<String>,
-    /// Photos used per split (train, validation, test), after skipping unreadable ones.
+    /// Photos used per split (train, validation, test), after skipping unreadable ones; a flat
+    /// folder's are all training photos.
     pub photos: [usize; 3],
     pub skipped: Vec<PathBuf>,
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub extract_seconds: f64,
+    /// Cross-validation (for a flat folder) and training.
     pub train_seconds: f64,
-    pub report: TrainReport,
-    pub validation: Evaluation,
-    pub test: Option<Evaluation>,
-    /// The head's unknown threshold, set on the validation and test photos.
+    pub assessment: Assessment,
+    /// The head's unknown threshold, set on the validation and test photos, or for a flat
+    /// folder on each photo's score from the cross-validation head that did not train on it.
     pub unknown: Option<UnknownThreshold>,
     /// The largest difference between the logits tract computes with the written head and the
-    /// trainer's own forward pass, over a few validation photos.
+    /// trainer's own forward pass, over a few photos.
     pub check_max_abs_diff: f32,
 }
 
 impl fmt::Display for TrainOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let [train, validation, test] = self.photos;
+        let skipped = self.skipped.len();
         writeln!(f, "classes: {}", self.classes.join(", "))?;
-        writeln!(
-            f,
-            "photos: {train} train, {validation} validation, {test} test ({} skipped)",
-            self.skipped.len()
-        )?;
-        writeln!(
-            f,
-            "features: {:.1} s ({} from the cache, {} computed); training: {:.1} s, best epoch {} of {}{}",
-            self.extract_seconds,
-            self.cache_hits,
-            self.cache_misses,
-            self.train_seconds,
-            self.report.best_epoch,
-            self.report.epochs.len(),
-            if self.report.stopped_early {
-                " (stopped early)"
-            } else {
-                ""
+        let features = format!(
+            "features: {:.1} s ({} from the cache, {} computed)",
+            self.extract_seconds, self.cache_hits, self.cache_misses
+        );
+        match &self.assessment {
+            Assessment::HeldOut {
+                report,
+                validation: checked,
+                test: tested,
+            } => {
+                writeln!(
+                    f,
+                    "photos: {train} train, {validation} validation, {test} test ({skipped} skipped)"
+                )?;
+                writeln!(
+                    f,
+                    "{features}; training: {:.1} s, best epoch {} of {}{}",
+                    self.train_seconds,
+                    report.best_epoch,
+                    report.epochs.len(),
+                    if report.stopped_early {
+                        " (stopped early)"
+                    } else {
+                        ""
+                    }
+                )?;
+                writeln!(f, "validation accuracy: {:.2}%", 100.0 * checked.accuracy)?;
+                if let Some(tested) = tested {
+                    writeln!(f, "test accuracy: {:.2}%", 100.0 * tested.accuracy)?;
+                }
             }
-        )?;
-        writeln!(
-            f,
-            "validation accuracy: {:.2}%",
-            100.0 * self.validation.accuracy
-        )?;
-        if let Some(test) = &self.test {
-            writeln!(f, "test accuracy: {:.2}%", 100.0 * test.accuracy)?;
+            Assessment::CrossValidated(cv) => {
+                writeln!(
+                    f,
+                    "photos: {train}, all for training (no split folders: {}-fold \
+                     cross-validation) ({skipped} skipped)",
+                    cv.folds
+                )?;
+                let chosen = &cv.chosen;
+                writeln!(
+                    f,
+                    "{features}; training: {:.1} s ({} settings cross-validated; then {} epochs \
+                     on every photo, weight decay {}, {})",
+                    self.train_seconds,
+                    cv.settings.len(),
+                    chosen.epochs,
+                    chosen.weight_decay,
+                    if chosen.standardize {
+                        "standardised"
+                    } else {
+                        "raw features"
+                    }
+                )?;
+                let (low, high) = cv
+                    .fold_accuracy
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &a| {
+                        (l.min(a), h.max(a))
+                    });
+                writeln!(
+                    f,
+                    "cross-validated accuracy: {:.2}% (folds {:.1}% to {:.1}%)",
+                    100.0 * chosen.accuracy,
+                    100.0 * low,
+                    100.0 * high
+                )?;
+            }
         }
         if let Some(unknown) = &self.unknown {
             writeln!(
@@ -121,8 +195,23 @@ impl fmt::Display for TrainOutcome {
     }
 }
 
+/// A head fitted to a folder's features, with what was measured on the way.
+struct Fitted {
+    head: Head,
+    assessment: Assessment,
+    /// Scores of photos the head (or, in cross-validation, the fold's head) did not learn from.
+    held_out_scores: Vec<f32>,
+    /// The features to compare tract's logits with the trainer's on.
+    check_rows: Dataset,
+    train_seconds: f64,
+}
+
 /// Trains a head on the photos in `options.data` and writes it to `options.out`, then checks
 /// that the written head, loaded as `run` loads it, gives the trainer's logits.
+///
+/// With `train/` and `validation/` folders the head learns from `train/` and stops early on
+/// `validation/`; a flat folder's photos all train the head, with the settings and epoch
+/// count chosen by cross-validation on them.
 ///
 /// Before any work, `options.out` is checked (`check_out`: absent, an empty folder, or a head
 /// folder pinsight wrote; apart from the photos and the cache) and the photo folder's layout
@@ -148,11 +237,25 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
     let classes = photos.classes.len();
     let dim = backbone.feature_len();
     let mut sets = Vec::new();
-    for (name, set, variants) in [
-        ("train", &photos.train, train_variants),
-        ("validation", &photos.validation, &[Variant::Plain][..]),
-        ("test", &photos.test, &[Variant::Plain][..]),
-    ] {
+    let all = if photos.flat {
+        photos.in_split(Split::All)
+    } else {
+        Vec::new()
+    };
+    let parts: [(&str, &[Photo], &[Variant]); 3] = if photos.flat {
+        [
+            ("photos", &all, train_variants),
+            ("validation", &[], &[]),
+            ("test", &[], &[]),
+        ]
+    } else {
+        [
+            ("train", &photos.train, train_variants),
+            ("validation", &photos.validation, &[Variant::Plain]),
+            ("test", &photos.test, &[Variant::Plain]),
+        ]
+    };
+    for (name, set, variants) in parts {
         let (features, labels, used) = extract(&mut extractor, name, set, variants, &mut skipped)?;
         sets.push((features, labels, used));
     }
@@ -171,15 +274,109 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
             Some(Dataset::new(features, labels, dim, classes).map_err(training_error)?)
         });
     }
-    let [Some(train_set), Some(validation_set), test_set] =
-        <[Option<Dataset>; 3]>::try_from(datasets).expect("3")
-    else {
-        return Err(Error::Dataset {
-            dir: options.data.clone(),
-            reason: "no readable photos left in the train or validation split".into(),
-        });
+    let [train_set, validation_set, test_set] =
+        <[Option<Dataset>; 3]>::try_from(datasets).expect("3");
+    let fitted = match (photos.flat, train_set, validation_set) {
+        (true, Some(all), _) => {
+            cross_validate_and_fit(options, &photos.classes, all, train_variants.len())?
+        }
+        (false, Some(train_set), Some(validation_set)) => {
+            fit_with_validation(options, train_set, validation_set, test_set)?
+        }
+        _ => {
+            return Err(Error::Dataset {
+                dir: options.data.clone(),
+                reason: "no readable photos left in the train or validation split".into(),
+            });
+        }
     };
+    let unknown = unknown::calibrate(&fitted.held_out_scores, options.accept_known);
 
+    let kind = match options.config.head {
+        HeadKind::Linear => "linear",
+        HeadKind::Hidden { .. } => "hidden",
+    };
+    let mut extra = json!({
+        "kind": kind,
+        "created": jiff::Timestamp::now().to_string(),
+        "pinsight": env!("CARGO_PKG_VERSION"),
+        "photos": { "train": photos_used[0], "validation": photos_used[1], "test": photos_used[2] },
+        "augmented": options.augment,
+    });
+    match &fitted.assessment {
+        Assessment::HeldOut {
+            report,
+            validation,
+            test,
+        } => {
+            extra["best_epoch"] = json!(report.best_epoch);
+            extra["validation_accuracy"] = json!(validation.accuracy);
+            extra["test_accuracy"] = json!(test.as_ref().map(|t| t.accuracy));
+            extra["config"] = json!(options.config);
+        }
+        Assessment::CrossValidated(cv) => {
+            extra["cross_validation"] = json!({
+                "folds": cv.folds,
+                "accuracy": cv.chosen.accuracy,
+                "fold_accuracy": cv.fold_accuracy,
+                "loss": cv.chosen.loss,
+                "chosen": cv.chosen,
+                "settings": cv.settings,
+            });
+            extra["config"] = json!(cv.config(&options.config));
+        }
+    }
+    let meta = HeadMeta {
+        name: options
+            .out
+            .file_name()
+            .map_or("head".into(), |n| n.to_string_lossy().into_owned()),
+        classes,
+        backbone_sha256: vec![backbone.sha256().to_string()],
+        unknown,
+        extra: extra.as_object().expect("an object").clone(),
+    };
+    let staged = stage_head_dir(
+        &out,
+        &head_onnx(&layers(&fitted.head)),
+        &photos.classes,
+        &meta,
+    )?;
+    let check_max_abs_diff = check_written_head(
+        backbone.clone(),
+        staged.path(),
+        &fitted.head,
+        &fitted.check_rows,
+    )
+    .map_err(|e| {
+        Error::Training(format!(
+            "the new head failed its check, so the previous one was kept: {e}"
+        ))
+    })?;
+    staged.commit()?;
+    Ok(TrainOutcome {
+        out: options.out.clone(),
+        classes: photos.classes,
+        photos: photos_used,
+        skipped,
+        cache_hits: extractor.hits,
+        cache_misses: extractor.misses,
+        extract_seconds,
+        train_seconds: fitted.train_seconds,
+        assessment: fitted.assessment,
+        unknown,
+        check_max_abs_diff,
+    })
+}
+
+/// Trains on `train`, keeping the epoch with the lowest loss on `validation`, and measures
+/// the head on `validation` and `test`.
+fn fit_with_validation(
+    options: &TrainOptions,
+    train_set: Dataset,
+    validation_set: Dataset,
+    test_set: Option<Dataset>,
+) -> Result<Fitted> {
     let started = Instant::now();
     let progress = Progress::new("training", options.config.epochs as u64);
     let trained =
@@ -203,60 +400,92 @@ pub fn train_from_folder(options: &TrainOptions) -> Result<TrainOutcome> {
         .flat_map(Dataset::rows)
         .map(|row| known_score(&trained.head.forward(row)))
         .collect();
-    let unknown = unknown::calibrate(&held_out_scores, options.accept_known);
-
-    let meta = HeadMeta {
-        name: options.out.file_name().map_or("head".into(), |n| n.to_string_lossy().into_owned()),
-        classes,
-        backbone_sha256: vec![backbone.sha256().to_string()],
-        unknown,
-        extra: json!({
-            "kind": match options.config.head { HeadKind::Linear => "linear", HeadKind::Hidden { .. } => "hidden" },
-            "created": jiff::Timestamp::now().to_string(),
-            "pinsight": env!("CARGO_PKG_VERSION"),
-            "photos": { "train": photos_used[0], "validation": photos_used[1], "test": photos_used[2] },
-            "augmented": options.augment,
-            "best_epoch": trained.report.best_epoch,
-            "validation_accuracy": validation.accuracy,
-            "test_accuracy": test.as_ref().map(|t| t.accuracy),
-            "config": options.config,
-        })
-        .as_object()
-        .expect("an object")
-        .clone(),
-    };
-    let staged = stage_head_dir(
-        &out,
-        &head_onnx(&layers(&trained.head)),
-        &photos.classes,
-        &meta,
-    )?;
-    let check_max_abs_diff = check_written_head(
-        backbone.clone(),
-        staged.path(),
-        &trained.head,
-        &validation_set,
-    )
-    .map_err(|e| {
-        Error::Training(format!(
-            "the new head failed its check, so the previous one was kept: {e}"
-        ))
-    })?;
-    staged.commit()?;
-    Ok(TrainOutcome {
-        out: options.out.clone(),
-        classes: photos.classes,
-        photos: photos_used,
-        skipped,
-        cache_hits: extractor.hits,
-        cache_misses: extractor.misses,
-        extract_seconds,
+    Ok(Fitted {
+        head: trained.head,
+        assessment: Assessment::HeldOut {
+            report: trained.report,
+            validation,
+            test,
+        },
+        held_out_scores,
+        check_rows: validation_set,
         train_seconds,
-        report: trained.report,
-        validation,
-        test,
-        unknown,
-        check_max_abs_diff,
+    })
+}
+
+/// Chooses the settings and epoch count by cross-validation on every photo of a flat folder,
+/// then trains the head on all of them. `all` holds `variants` rows a photo, its plain row
+/// first, photo after photo.
+fn cross_validate_and_fit(
+    options: &TrainOptions,
+    classes: &[String],
+    all: Dataset,
+    variants: usize,
+) -> Result<Fitted> {
+    let started = Instant::now();
+    // One set a variant, row i of each from photo i: the plain photos are held out, their
+    // changed copies only ever trained on.
+    let (dim, count) = (all.dim(), all.classes());
+    let by_variant = (0..variants)
+        .map(|v| {
+            let rows: Vec<usize> = (v..all.len()).step_by(variants).collect();
+            let features = rows
+                .iter()
+                .flat_map(|&r| &all.features()[r * dim..(r + 1) * dim])
+                .copied()
+                .collect();
+            let labels = rows.iter().map(|&r| all.labels()[r]).collect();
+            Dataset::new(features, labels, dim, count).map_err(training_error)
+        })
+        .collect::<Result<Vec<Dataset>>>()?;
+    let (plain, copies) = by_variant.split_first().expect("the plain photos");
+    let settings = options.grid.weight_decay.len() * options.grid.standardize.len();
+    let progress = Progress::new("cross-validating", settings as u64);
+    let cv = trainer::cross_validate(
+        plain,
+        copies,
+        &options.config,
+        &options.grid,
+        options.threads,
+        || progress.inc(),
+    )
+    .map_err(|e| match e {
+        TrainError::TooFewToCrossValidate { class, count } => Error::Dataset {
+            dir: options.data.clone(),
+            reason: format!(
+                "{} has {count} readable photo(s): cross-validation needs at least 2 of every \
+                 class",
+                classes[class]
+            ),
+        },
+        e => training_error(e),
+    })?;
+    progress.finish();
+    let chosen = &cv.chosen;
+    log::info!(
+        "{}-fold cross-validation: weight decay {}, {}, {} epochs: accuracy {:.3}, loss {:.4}",
+        cv.folds,
+        chosen.weight_decay,
+        if chosen.standardize {
+            "standardised"
+        } else {
+            "raw features"
+        },
+        chosen.epochs,
+        chosen.accuracy,
+        chosen.loss
+    );
+    let config = cv.config(&options.config);
+    let progress = Progress::new("training", config.epochs as u64);
+    let head = trainer::fit(&all, &config, |_, _| progress.inc()).map_err(training_error)?;
+    progress.finish();
+    let train_seconds = started.elapsed().as_secs_f64();
+    Ok(Fitted {
+        head,
+        held_out_scores: cv.out_of_fold_scores.clone(),
+        assessment: Assessment::CrossValidated(cv),
+        check_rows: plain.clone(),
+        train_seconds,
     })
 }
 
@@ -372,16 +601,17 @@ const HEAD_CHECK_TOLERANCE: f32 = 1e-3;
 
 /// Puts the written head on the loaded backbone with the checks `run` makes (checksums, the
 /// backbone it was made for, shapes, labels) and compares the logits tract computes with it to
-/// the trainer's forward pass, on the features of a few validation photos.
+/// the trainer's forward pass, on the features of a few photos (validation photos, when there
+/// are).
 fn check_written_head(
     backbone: Arc<Backbone>,
     head_dir: &Path,
     head: &Head,
-    validation: &Dataset,
+    photos: &Dataset,
 ) -> Result<f32> {
     let classifier = Classifier::with_backbone(backbone, head_dir)?;
     let (mut worst, mut largest) = (0f32, 0f32);
-    for features in validation.rows().take(5) {
+    for features in photos.rows().take(5) {
         let expected = head.forward(features);
         let got = classifier.head_logits(features)?;
         if got.len() != expected.len() {
@@ -474,6 +704,16 @@ pub fn evaluate_folder(options: &EvalOptions) -> Result<Evaluated> {
     let (data, head_dir) = (&options.data, &options.head);
     crate::train::report::check_report_paths(&options.json, &options.png)?;
     let photos = PhotoSet::scan(data)?;
+    if photos.flat && options.split != Split::All {
+        log::warn!(
+            "{} has no split folders: its {} split is pinsight's own, and a head `pinsight \
+             train` made from this folder learnt from every one of its photos; to measure such \
+             a head, evaluate photos kept apart from it (`--split all`), or read the \
+             cross-validated accuracy `train` printed",
+            data.display(),
+            options.split
+        );
+    }
     let chosen = photos.in_split(options.split);
     if chosen.is_empty() {
         return Err(Error::Dataset {

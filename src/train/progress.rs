@@ -1,17 +1,17 @@
 //! Progress of the long steps (extracting features, training, evaluating): a bar on a terminal,
 //! log lines elsewhere, so a run under systemd or in CI still says how far it got.
 
-use std::cell::Cell;
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// A progress bar on a terminal; plain log lines (every 10%) elsewhere.
+/// A progress bar on a terminal; plain log lines (every 10%) elsewhere. Threads may share one.
 pub(super) struct Progress {
     bar: Option<ProgressBar>,
     label: String,
     total: u64,
-    done: Cell<u64>,
+    done: AtomicU64,
 }
 
 impl Progress {
@@ -35,8 +35,7 @@ impl Progress {
     }
 
     pub(super) fn inc(&self) {
-        let done = self.done.get() + 1;
-        self.done.set(done);
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         match &self.bar {
             Some(bar) => bar.inc(1),
             None if self.total >= 10 && done.is_multiple_of(self.total / 10) => {
@@ -66,7 +65,7 @@ impl Progress {
         log::info!(
             "{}: done ({} of {})",
             self.label,
-            self.done.get(),
+            self.done.load(Ordering::Relaxed),
             self.total
         );
     }

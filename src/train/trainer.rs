@@ -15,6 +15,9 @@
 //!   validation loss, and the head returned is always the one from the best epoch, stopped early
 //!   or not. Loss rather than accuracy because with a few dozen validation images accuracy moves
 //!   in coarse steps and ties for many epochs.
+//! - **Cross-validation** (`crossval.rs`), for photos without a validation split: the weight
+//!   decay and the epoch count chosen by stratified k-fold cross-validation, then [`fit`] on
+//!   every example for that many epochs, without early stopping.
 //! - **Standardisation** ([`TrainConfig::standardize`], off by default: on a few dozen photos a
 //!   class it generalised worse than the raw features): features are shifted and scaled to mean 0
 //!   and variance 1 over the training set while training, and the transform is folded into the
@@ -24,12 +27,16 @@
 //!   stream derived from [`TrainConfig::seed`]; the same data, settings and seed give
 //!   bit-identical weights on the same machine and build.
 
+mod crossval;
 mod net;
 mod optim;
 mod standardize;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::crossval::{
+    CrossValidation, Grid, MAX_FOLDS, SettingScore, cross_validate, fold_count, stratified_folds,
+};
 use self::net::{Dropout, Workspace};
 use self::optim::OptimizerState;
 use self::standardize::Standardizer;
@@ -445,6 +452,13 @@ pub enum TrainError {
     )]
     Mismatch { what: String },
 
+    #[error(
+        "class {class} has {count} example(s): cross-validation holds out some of every class \
+         and trains on the rest, so each class needs at least 2 (add photos of it, or give \
+         train/ and validation/ folders)"
+    )]
+    TooFewToCrossValidate { class: usize, count: usize },
+
     #[error("class {class} has no training examples: add images of it, or drop the class")]
     EmptyClass { class: usize },
 
@@ -510,80 +524,18 @@ pub fn train_with_progress(
 ) -> Result<Trained, TrainError> {
     config.check()?;
     check_sets(train, validation)?;
-    let (dim, classes) = (train.dim(), train.classes());
-    let weights = class_weights(config.class_weights, &train.class_counts());
-
-    let standardizer = if config.standardize {
-        Standardizer::fit(train)
-    } else {
-        Standardizer::identity(dim)
-    };
-    let train_x = standardizer.apply(train);
-    let validation_x = standardizer.apply(validation);
-
-    let mut init_rng = SplitMix64::stream(config.seed, 1);
-    let mut shuffle_rng = SplitMix64::stream(config.seed, 2);
-    let mut dropout_rng = SplitMix64::stream(config.seed, 3);
-    let dropout_rate = match config.head {
-        HeadKind::Hidden { dropout, .. } => dropout,
-        HeadKind::Linear => 0.0,
-    };
-
-    let mut head = Head::initial(config.head, dim, classes, &mut init_rng);
-    let mut grads = head.zeros_like();
-    let mut optimizer = OptimizerState::new(config.optimizer, config.weight_decay, &mut head);
-    let mut ws = Workspace::default();
-    let batch_size = config.batch_size.min(train.len());
-    let mut batch_x = Vec::with_capacity(batch_size * dim);
-    let mut batch_labels = Vec::with_capacity(batch_size);
-    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut fitting = Fitting::new(train, config)?;
+    let validation_x = fitting.standardizer.apply(validation);
 
     let mut epochs = Vec::new();
-    let mut best = head.clone();
+    let mut best = fitting.head.clone();
     let mut best_epoch = 0;
     let mut best_loss = f64::INFINITY;
     let mut stopped_early = false;
     for epoch in 1..=config.epochs {
-        shuffle_rng.shuffle(&mut order);
-        let mut train_loss = 0.0;
-        for batch in order.chunks(batch_size) {
-            batch_x.clear();
-            batch_labels.clear();
-            for &i in batch {
-                batch_x.extend_from_slice(&train_x[i * dim..(i + 1) * dim]);
-                batch_labels.push(train.labels[i]);
-            }
-            let dropout = (dropout_rate > 0.0).then_some(Dropout {
-                rate: dropout_rate,
-                rng: &mut dropout_rng,
-            });
-            let loss = net::gradient(
-                &head,
-                &batch_x,
-                &batch_labels,
-                &weights,
-                dropout,
-                &mut grads,
-                &mut ws,
-            );
-            train_loss += loss.weighted;
-            optimizer.step(&mut head, &grads);
-        }
-        let train_loss = train_loss / train.len() as f64;
-        let (validation_loss, correct) =
-            evaluate_rows(&head, &validation_x, &validation.labels, &weights, &mut ws);
-        if !(train_loss.is_finite() && validation_loss.is_finite()) {
-            let loss = if train_loss.is_finite() {
-                validation_loss
-            } else {
-                train_loss
-            };
-            return Err(TrainError::Diverged {
-                epoch,
-                loss,
-                lr: config.optimizer.lr(),
-            });
-        }
+        let train_loss = fitting.epoch();
+        let (validation_loss, correct) = fitting.evaluate(&validation_x, &validation.labels);
+        fitting.check_finite(epoch, train_loss, validation_loss)?;
         let report = EpochReport {
             epoch,
             train_loss,
@@ -600,7 +552,7 @@ pub fn train_with_progress(
         if validation_loss < best_loss {
             best_loss = validation_loss;
             best_epoch = epoch;
-            best.clone_from(&head);
+            best.clone_from(&fitting.head);
         } else if config
             .patience
             .is_some_and(|patience| epoch - best_epoch >= patience)
@@ -611,20 +563,165 @@ pub fn train_with_progress(
         }
     }
 
-    standardizer.fold_into(best.first_layer_mut());
     log::debug!(
         "best epoch {best_epoch} of {} (validation loss {best_loss:.4})",
         epochs.len()
     );
     Ok(Trained {
-        head: best,
+        head: fitting.fold(best),
         report: TrainReport {
             epochs,
             best_epoch,
             stopped_early,
-            class_weights: weights,
+            class_weights: fitting.weights,
         },
     })
+}
+
+/// Trains a head on every example of `data` for exactly `config.epochs` epochs, with no
+/// validation set and so no early stopping ([`TrainConfig::patience`] is not used): the refit
+/// once cross-validation has chosen the settings and the epoch count. Calls `progress` with the
+/// epoch (counted from 1) and its mean training loss.
+pub fn fit(
+    data: &Dataset,
+    config: &TrainConfig,
+    mut progress: impl FnMut(usize, f64),
+) -> Result<Head, TrainError> {
+    config.check()?;
+    let mut fitting = Fitting::new(data, config)?;
+    for epoch in 1..=config.epochs {
+        let train_loss = fitting.epoch();
+        fitting.check_finite(epoch, train_loss, 0.0)?;
+        progress(epoch, train_loss);
+    }
+    let head = fitting.head.clone();
+    Ok(fitting.fold(head))
+}
+
+/// A head being fitted to a training set one epoch at a time, with everything a step needs:
+/// what [`train_with_progress`], [`fit`] and the cross-validation share.
+struct Fitting<'a> {
+    data: &'a Dataset,
+    config: &'a TrainConfig,
+    /// Each class's weight in the loss.
+    weights: Vec<f32>,
+    standardizer: Standardizer,
+    /// The training rows, standardised (or as they are).
+    x: Vec<f32>,
+    /// The head so far, on standardised features (see [`Fitting::fold`]).
+    head: Head,
+    grads: Head,
+    optimizer: OptimizerState,
+    ws: Workspace,
+    shuffle_rng: SplitMix64,
+    dropout_rng: SplitMix64,
+    batch_x: Vec<f32>,
+    batch_labels: Vec<usize>,
+    order: Vec<usize>,
+}
+
+impl<'a> Fitting<'a> {
+    /// The initial head for `data` (whose every class needs an example); `config` is checked
+    /// by the caller.
+    fn new(data: &'a Dataset, config: &'a TrainConfig) -> Result<Fitting<'a>, TrainError> {
+        if data.is_empty() {
+            return Err(TrainError::EmptySet { set: "training" });
+        }
+        if let Some(class) = data.class_counts().iter().position(|&c| c == 0) {
+            return Err(TrainError::EmptyClass { class });
+        }
+        let standardizer = if config.standardize {
+            Standardizer::fit(data)
+        } else {
+            Standardizer::identity(data.dim())
+        };
+        let mut init_rng = SplitMix64::stream(config.seed, 1);
+        let mut head = Head::initial(config.head, data.dim(), data.classes(), &mut init_rng);
+        let optimizer = OptimizerState::new(config.optimizer, config.weight_decay, &mut head);
+        let batch_size = config.batch_size.min(data.len());
+        Ok(Fitting {
+            data,
+            config,
+            weights: class_weights(config.class_weights, &data.class_counts()),
+            x: standardizer.apply(data),
+            standardizer,
+            grads: head.zeros_like(),
+            head,
+            optimizer,
+            ws: Workspace::default(),
+            shuffle_rng: SplitMix64::stream(config.seed, 2),
+            dropout_rng: SplitMix64::stream(config.seed, 3),
+            batch_x: Vec::with_capacity(batch_size * data.dim()),
+            batch_labels: Vec::with_capacity(batch_size),
+            order: (0..data.len()).collect(),
+        })
+    }
+
+    /// One pass over the training rows in a new shuffled order; returns the mean weighted loss
+    /// of its batches.
+    fn epoch(&mut self) -> f64 {
+        let dim = self.data.dim();
+        let batch_size = self.config.batch_size.min(self.data.len());
+        let dropout_rate = match self.config.head {
+            HeadKind::Hidden { dropout, .. } => dropout,
+            HeadKind::Linear => 0.0,
+        };
+        self.shuffle_rng.shuffle(&mut self.order);
+        let mut train_loss = 0.0;
+        for batch in self.order.chunks(batch_size) {
+            self.batch_x.clear();
+            self.batch_labels.clear();
+            for &i in batch {
+                self.batch_x
+                    .extend_from_slice(&self.x[i * dim..(i + 1) * dim]);
+                self.batch_labels.push(self.data.labels[i]);
+            }
+            let dropout = (dropout_rate > 0.0).then_some(Dropout {
+                rate: dropout_rate,
+                rng: &mut self.dropout_rng,
+            });
+            let loss = net::gradient(
+                &self.head,
+                &self.batch_x,
+                &self.batch_labels,
+                &self.weights,
+                dropout,
+                &mut self.grads,
+                &mut self.ws,
+            );
+            train_loss += loss.weighted;
+            self.optimizer.step(&mut self.head, &self.grads);
+        }
+        train_loss / self.data.len() as f64
+    }
+
+    /// The weighted loss and the correct count of the head so far on rows already passed
+    /// through [`Fitting::standardizer`].
+    fn evaluate(&mut self, x: &[f32], labels: &[usize]) -> (f64, usize) {
+        evaluate_rows(&self.head, x, labels, &self.weights, &mut self.ws)
+    }
+
+    /// A loss that is no longer finite is divergence, reported with the epoch it happened in.
+    fn check_finite(&self, epoch: usize, train_loss: f64, other: f64) -> Result<(), TrainError> {
+        if train_loss.is_finite() && other.is_finite() {
+            return Ok(());
+        }
+        Err(TrainError::Diverged {
+            epoch,
+            loss: if train_loss.is_finite() {
+                other
+            } else {
+                train_loss
+            },
+            lr: self.config.optimizer.lr(),
+        })
+    }
+
+    /// `head` (this fitting's, at some epoch) made to take raw features.
+    fn fold(&self, mut head: Head) -> Head {
+        self.standardizer.fold_into(head.first_layer_mut());
+        head
+    }
 }
 
 /// The loss (weighted by `class_weights`, or unweighted with `None`), accuracy and per-class

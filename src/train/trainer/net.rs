@@ -17,6 +17,13 @@ pub(crate) struct Workspace {
     d_hidden: Vec<f32>,
 }
 
+impl Workspace {
+    /// The logits of the last forward pass, row after row.
+    pub(crate) fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+}
+
 /// Inverted dropout on the hidden layer: kept units are scaled by 1 / (1 - rate) during
 /// training, so nothing changes at inference.
 pub(crate) struct Dropout<'a> {
