@@ -10,7 +10,7 @@ use crate::board::EnrollSpec;
 use crate::model::Engine;
 use crate::run::ModelFiles;
 use crate::run::enroll::{Learn, Learned};
-use crate::train::{TrainConfig, TrainOptions, train_from_folder};
+use crate::train::{Grid, TrainConfig, TrainOptions, train_from_folder};
 
 /// Trains a head on every photo of the enroll classes with the defaults of `pinsight train`.
 #[derive(Debug, Clone)]
@@ -93,6 +93,7 @@ impl Learn for Teacher {
             threads: self.threads,
             cache: self.cache.clone(),
             config: TrainConfig::default(),
+            grid: Grid::default(),
             augment: false,
             accept_known: 0.95,
         };

@@ -13,6 +13,12 @@ use crate::model::head::UnknownThreshold;
 
 /// The threshold that accepts at least `accept` (0 to 1) of the held-out known photos whose
 /// scores are `known`, or `None` without any.
+///
+/// It lies between the highest score it rejects and the lowest it accepts, not on the latter:
+/// the same photo scored again by `run` (tract's head on another CPU's kernels) may come out a
+/// hair lower, and would then be rejected. Below the lowest score, when every photo is
+/// accepted, it keeps the margin that the written head's check allows tract and the trainer to
+/// differ by.
 pub fn calibrate(known: &[f32], accept: f32) -> Option<UnknownThreshold> {
     let mut sorted: Vec<f32> = known.iter().copied().filter(|s| s.is_finite()).collect();
     if sorted.is_empty() {
@@ -20,13 +26,22 @@ pub fn calibrate(known: &[f32], accept: f32) -> Option<UnknownThreshold> {
     }
     sorted.sort_by(f32::total_cmp);
     let rejected = ((1.0 - accept.clamp(0.0, 1.0)) * sorted.len() as f32).floor() as usize;
-    let threshold = sorted[rejected.min(sorted.len() - 1)];
+    let rejected = rejected.min(sorted.len() - 1);
+    let lowest = sorted[rejected];
+    let threshold = match rejected {
+        0 => lowest - MARGIN * (1.0 + lowest.abs()),
+        _ => (sorted[rejected - 1] + lowest) / 2.0,
+    };
     Some(UnknownThreshold {
         threshold,
         accepted: accepted_share(&sorted, threshold) as f32,
         photos: sorted.len(),
     })
 }
+
+/// The relative margin below the lowest accepted score: the written head's check allows tract
+/// and the trainer to differ by 1e-3 of the logits' size.
+const MARGIN: f32 = 1e-3;
 
 /// The share of `scores` at or above `threshold`.
 fn accepted_share(scores: &[f32], threshold: f32) -> f64 {
@@ -138,12 +153,16 @@ mod tests {
     fn the_threshold_accepts_the_asked_share_of_known_scores() {
         let scores: Vec<f32> = (1..=100).rev().map(|s| s as f32).collect();
         let set = calibrate(&scores, 0.95).unwrap();
-        assert_eq!(set.threshold, 6.0);
+        // Between the fifth lowest, rejected, and the sixth, accepted.
+        assert_eq!(set.threshold, 5.5);
         assert_eq!(set.photos, 100);
         assert!((set.accepted - 0.95).abs() < 1e-6);
-        // Everything accepted, and a single score, are thresholds too.
-        assert_eq!(calibrate(&scores, 1.0).unwrap().threshold, 1.0);
-        assert_eq!(calibrate(&[3.0], 0.95).unwrap().threshold, 3.0);
+        // Everything accepted, and a single score: a margin below the lowest.
+        let all = calibrate(&scores, 1.0).unwrap();
+        assert!((all.threshold - 0.998).abs() < 1e-6, "{all:?}");
+        assert_eq!(all.accepted, 1.0);
+        let one = calibrate(&[3.0], 0.95).unwrap();
+        assert!((one.threshold - 2.996).abs() < 1e-6, "{one:?}");
         assert_eq!(calibrate(&[], 0.95), None);
         assert_eq!(calibrate(&[f32::NAN], 0.95), None);
     }
