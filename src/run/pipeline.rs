@@ -270,6 +270,8 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             .map(|fps| Duration::from_secs_f64(1.0 / fps));
         let mut next_start = Instant::now();
         while !self.done() {
+            // Pulses end first: a head taken below restarts its pulse only once it has ended.
+            self.poll_pulses()?;
             if self.reload_if_asked()? | self.enroll_step()? {
                 smoother.clear();
             }
@@ -301,6 +303,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
         // press.
         let mut average = Average::new(burst);
         while !self.done() {
+            self.poll_pulses()?;
             self.reload_if_asked()?;
             self.enroll_step()?;
             let timeout = self.poll_pulses()?.min(STOP_CHECK);
@@ -392,7 +395,10 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             return Ok(Err("no head folder is watched".into()));
         };
         let started = Instant::now();
+        // The folder as it is now is what is loaded: a reload the watch asked for meanwhile
+        // would load it again.
         watch.mark_seen();
+        watch.take();
         let backbone = self.classifier().backbone().clone();
         let loaded = Classifier::with_backbone(backbone, &watch.head).and_then(|classifier| {
             watch

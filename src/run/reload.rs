@@ -42,17 +42,20 @@ impl std::fmt::Debug for HeadWatch {
     }
 }
 
-/// What identifies the folder's state: each file's inode, size and modification time.
-type Fingerprint = Vec<Option<(u64, u64, i64, i64)>>;
+/// What identifies the folder's state: the folder's inode (a new folder renamed into its
+/// place), and each head file's inode, size and modification time. Not the folder's own
+/// times: another file put in the folder does not change its head.
+type Fingerprint = (Option<u64>, Vec<Option<(u64, u64, i64, i64)>>);
 
 fn fingerprint(head: &Path) -> Fingerprint {
-    std::iter::once(head.to_path_buf())
-        .chain(HEAD_FILES.iter().map(|name| head.join(name)))
-        .map(|path| {
-            let meta = std::fs::metadata(path).ok()?;
+    let files = HEAD_FILES
+        .iter()
+        .map(|name| {
+            let meta = std::fs::metadata(head.join(name)).ok()?;
             Some((meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()))
         })
-        .collect()
+        .collect();
+    (std::fs::metadata(head).ok().map(|meta| meta.ino()), files)
 }
 
 impl HeadWatch {
