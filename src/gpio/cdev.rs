@@ -19,7 +19,7 @@ use linux_embedded_hal::CdevPin;
 use linux_embedded_hal::gpio_cdev::{self, LineRequestFlags};
 
 use super::EdgeWait;
-use crate::board::{Bias, Deployment, Line, OutputSpec, TriggerSpec};
+use crate::board::{Bias, Deployment, Line, OutputSpec};
 use crate::{Error, Result};
 
 /// What pinsight's line requests are called in `gpioinfo`.
@@ -84,17 +84,17 @@ impl Chip {
         CdevPin::new(handle).map_err(failed)
     }
 
-    /// Requests the trigger line as an input with edge events on both edges (the debounce
-    /// needs to see the line go back as well as come).
-    pub fn trigger(&self, spec: &TriggerSpec) -> Result<TriggerLine> {
+    /// Requests a trigger-style line (the trigger, an enroll button) as an input with edge
+    /// events on both edges (the debounce needs to see the line go back as well as come).
+    pub fn trigger(&self, line: &Line, bias: Bias) -> Result<TriggerLine> {
         let mut builder = gpiocdev::Request::builder();
         builder
             .on_chip(&self.path)
             .with_consumer(CONSUMER)
-            .with_line(spec.line.offset)
+            .with_line(line.offset)
             .as_input()
             .with_edge_detection(EdgeDetection::BothEdges);
-        let bias = match spec.bias {
+        let bias = match bias {
             Bias::AsIs => None,
             Bias::PullUp => Some(gpiocdev::line::Bias::PullUp),
             Bias::PullDown => Some(gpiocdev::line::Bias::PullDown),
@@ -103,10 +103,10 @@ impl Chip {
         builder.with_bias(bias);
         let request = builder
             .request()
-            .map_err(|e| self.line_error(&spec.line, e.to_string()))?;
+            .map_err(|e| self.line_error(line, e.to_string()))?;
         Ok(TriggerLine {
             request,
-            offset: spec.line.offset,
+            offset: line.offset,
             next_seqno: None,
             lost: 0,
         })

@@ -466,10 +466,10 @@ fn state_payload(on: bool) -> &'static str {
     if on { "ON" } else { "OFF" }
 }
 
-/// Home Assistant's discovery messages and `online`, as each connection sends them.
 /// The discovery object id of the binary sensor that is on while results are unknown.
 const UNKNOWN_LEVEL: &str = "unknown";
 
+/// Home Assistant's discovery messages and `online`, as each connection sends them.
 fn announcements(settings: &MqttSettings, publisher: &Publisher) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if settings.discovery {

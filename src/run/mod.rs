@@ -23,7 +23,7 @@ pub use pipeline::{
     Decided, Mode, RunOptions, RunSummary, StageTimes, TriggerReport, millis, run_loop,
 };
 
-use crate::board::{Deployment, EnrollSpec, TriggerSpec};
+use crate::board::{Deployment, EnrollSpec};
 use crate::frame::PixelFormat;
 use crate::gpio::cdev::Chip;
 use crate::gpio::{self, NoOutputs, Outputs, Presses, Signals, Trigger};
@@ -237,15 +237,8 @@ pub fn run(
             })?;
             let mut buttons = Vec::new();
             for button in &spec.buttons {
-                let line = TriggerSpec {
-                    line: button.line.clone(),
-                    edge: button.edge,
-                    bias: button.bias,
-                    debounce: button.debounce,
-                    burst: spec.burst,
-                    cooldown: Duration::ZERO,
-                };
-                let trigger = Trigger::new(chip.trigger(&line)?, button.edge, button.debounce)?;
+                let line = chip.trigger(&button.line, button.bias)?;
+                let trigger = Trigger::new(line, button.edge, button.debounce)?;
                 buttons.push((button.class.clone(), Presses::spawn(trigger, stop.clone())));
             }
             let events =
@@ -256,7 +249,8 @@ pub fn run(
     };
     let mut presses = match (&trigger, &chip) {
         (Some(spec), Some(chip)) => {
-            let trigger = Trigger::new(chip.trigger(spec)?, spec.edge, spec.debounce)?;
+            let line = chip.trigger(&spec.line, spec.bias)?;
+            let trigger = Trigger::new(line, spec.edge, spec.debounce)?;
             Some(Presses::spawn(trigger, stop.clone()))
         }
         _ => None,

@@ -203,22 +203,26 @@ struct Pipeline<'a, R> {
     teaching: Teaching,
 }
 
-/// Enrollment's state in the loop: the round that learns, and presses for the next.
+/// Enrollment's state in the loop: the round that learns, and presses for the next. The busy
+/// output is up from a press until a round ends with no press queued.
 #[derive(Default)]
 struct Teaching {
     /// The running round's answer, when one runs.
     running: Option<mpsc::Receiver<std::result::Result<Learned, String>>>,
-    /// The running round's presses (class names) and the photos they saved.
-    pressed: Vec<String>,
-    saved: usize,
-    /// The first press of the running round.
-    first_press: Option<Instant>,
+    /// The presses the running round learns from.
+    round: Round,
     /// Presses since the running round started: they ask for another.
-    queued: Vec<String>,
-    queued_saved: usize,
-    queued_first: Option<Instant>,
-    /// Enrollment raised the busy output.
-    busy: bool,
+    queued: Round,
+}
+
+/// The presses a round of learning answers.
+#[derive(Default)]
+struct Round {
+    /// Class names, in press order.
+    pressed: Vec<String>,
+    /// Photos the presses saved.
+    saved: usize,
+    first_press: Option<Instant>,
 }
 
 /// A classified frame.
@@ -445,13 +449,12 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
         };
         while let Some((class, press)) = enroll.pressed()? {
             gpio::lock(self.signals).set_busy(true, Instant::now())?;
-            self.teaching.busy = true;
             let saved = self.save_burst(&enroll, &class, press.at)?;
             log::info!("enroll: saved {saved} photos of {class:?}");
-            let teaching = &mut self.teaching;
-            teaching.queued.push(class);
-            teaching.queued_saved += saved;
-            teaching.queued_first.get_or_insert(press.at);
+            let queued = &mut self.teaching.queued;
+            queued.pressed.push(class);
+            queued.saved += saved;
+            queued.first_press.get_or_insert(press.at);
         }
         let mut swapped = false;
         if let Some(running) = &self.teaching.running {
@@ -463,16 +466,13 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             if let Some(answer) = answer {
                 self.teaching.running = None;
                 swapped = self.finish_round(&enroll, answer)?;
-            }
-        }
-        if self.teaching.running.is_none() {
-            if self.teaching.queued.is_empty() {
-                if std::mem::take(&mut self.teaching.busy) {
+                if self.teaching.queued.pressed.is_empty() {
                     gpio::lock(self.signals).set_busy(false, Instant::now())?;
                 }
-            } else {
-                self.start_round(&enroll);
             }
+        }
+        if self.teaching.running.is_none() && !self.teaching.queued.pressed.is_empty() {
+            self.start_round(&enroll);
         }
         Ok(swapped)
     }
@@ -513,9 +513,7 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
     /// Starts a round of learning on a thread of its own, for the presses queued.
     fn start_round(&mut self, enroll: &Enrollment) {
         let teaching = &mut self.teaching;
-        teaching.pressed = std::mem::take(&mut teaching.queued);
-        teaching.saved = std::mem::take(&mut teaching.queued_saved);
-        teaching.first_press = teaching.queued_first.take();
+        teaching.round = std::mem::take(&mut teaching.queued);
         let (sender, receiver) = mpsc::channel();
         let learner = enroll.learner.clone();
         std::thread::spawn(move || {
@@ -531,11 +529,12 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
         enroll: &Enrollment,
         answer: std::result::Result<Learned, String>,
     ) -> Result<bool> {
+        let round = std::mem::take(&mut self.teaching.round);
         let mut event = EnrollEvent {
             event: "enrolled",
             time: String::new(),
-            pressed: std::mem::take(&mut self.teaching.pressed),
-            saved: std::mem::take(&mut self.teaching.saved),
+            pressed: round.pressed,
+            saved: round.saved,
             outcome: Outcome::Failed,
             reason: None,
             photos: Default::default(),
@@ -543,7 +542,6 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
             swap_ms: None,
             press_to_swap_ms: None,
         };
-        let first_press = self.teaching.first_press.take();
         match answer {
             Err(reason) => {
                 log::warn!("enroll: learning failed, the head in use stays: {reason}");
@@ -566,8 +564,9 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
                     Ok(ms) => {
                         event.outcome = Outcome::Swapped;
                         event.swap_ms = Some(round_ms(ms));
-                        event.press_to_swap_ms =
-                            first_press.map(|at| round_ms(millis(at, Instant::now())));
+                        event.press_to_swap_ms = round
+                            .first_press
+                            .map(|at| round_ms(millis(at, Instant::now())));
                     }
                     Err(reason) => {
                         event.outcome = Outcome::Refused;
