@@ -4,7 +4,11 @@
 #  1. capture in three pixel formats: one JSON line a result, with per-stage times, exit 0;
 #  2. pinsight capture saves camera frames as photos that classify reads;
 #  3. unplug and replug the camera (unbind/bind vivid) during a run: pinsight logs it, keeps
-#     running and produces results again once the camera is back.
+#     running and produces results again once the camera is back;
+#  4. as a systemd service with a watchdog (NOTIFY_SOCKET, WATCHDOG_USEC; the notify_listen
+#     example in /work listening as systemd would): READY=1, then WATCHDOG=1 while frames come;
+#     once the camera is gone the pings stop although the process runs on, and the listener
+#     says so, as systemd would before restarting it; they come again once it is back.
 set -u
 export RUST_LOG=info
 # The models are in /work/models, not beside the binary as a package installs them.
@@ -87,3 +91,46 @@ grep -q "camera is back" /tmp/replug.log || fail "the replug was not logged"
 after=$((8 - during))
 [ $after -gt 0 ] || fail "no result after the replug"
 echo "camera: replug ok ($during results before and while unplugged, $after after the replug)"
+
+echo "== the systemd watchdog: fed while frames come, starved while the camera is gone"
+# 20 s: an inference under TCG takes a few seconds; the unit's WatchdogSec is 30 s.
+count() { n=$(grep -c "$1" /tmp/notify.log 2>/dev/null) || true; echo "${n:-0}"; }
+/work/notify_listen /tmp/notify 20000 >/tmp/notify.log 2>&1 &
+listener=$!
+sleep 1
+NOTIFY_SOCKET=/tmp/notify WATCHDOG_USEC=20000000 pinsight run --source /dev/video0 --fps 2 \
+    >/tmp/watchdog.jsonl 2>/tmp/watchdog.log &
+pid=$!
+waited=0
+while [ "$(count ' WATCHDOG=1$')" -lt 3 ]; do
+    kill -0 $pid 2>/dev/null || { cat /tmp/watchdog.log /tmp/notify.log; fail "pinsight ended before its third ping"; }
+    [ $waited -lt 240 ] || { cat /tmp/notify.log; fail "no third WATCHDOG=1 within 240 s"; }
+    sleep 1; waited=$((waited + 1))
+done
+first=$(sed -n '1s/^[0-9]* //p' /tmp/notify.log)
+[ "$first" = READY=1 ] || { cat /tmp/notify.log; fail "the first message was '$first', not READY=1"; }
+[ "$(count 'watchdog timeout')" -eq 0 ] || { cat /tmp/notify.log; fail "a watchdog timeout while frames came"; }
+vivid-unplug || fail "vivid-unplug failed"
+waited=0
+while [ "$(count 'watchdog timeout')" -lt 1 ]; do
+    kill -0 $pid 2>/dev/null || { cat /tmp/watchdog.log; fail "pinsight exited while the camera was gone"; }
+    [ $waited -lt 120 ] || { cat /tmp/notify.log; kill $pid; fail "pings went on for 120 s without a camera"; }
+    sleep 1; waited=$((waited + 1))
+done
+kill -0 $pid 2>/dev/null || fail "pinsight exited while the camera was gone"
+starved=$(count ' WATCHDOG=1$')
+vivid-plug || fail "vivid-plug failed"
+waited=0
+while [ "$(count ' WATCHDOG=1$')" -le "$starved" ]; do
+    [ $waited -lt 240 ] || { cat /tmp/notify.log; kill $pid; fail "no WATCHDOG=1 within 240 s of the replug"; }
+    sleep 1; waited=$((waited + 1))
+done
+kill -TERM $pid
+wait $pid
+rc=$?
+wait $listener
+cat /tmp/notify.log
+[ $rc -eq 0 ] || { cat /tmp/watchdog.log; fail "pinsight run exited $rc on SIGTERM"; }
+[ "$(sed -n '$s/^[0-9]* //p' /tmp/notify.log)" = STOPPING=1 ] || fail "the last message was not STOPPING=1"
+grep 'watchdog timeout' /tmp/notify.log
+echo "camera: watchdog ok ($starved pings before the unplug, none for 20 s without a camera, again after the replug)"
