@@ -52,7 +52,7 @@ impl DepthwiseConv {
             window,
             x_zero,
             #[cfg(target_arch = "x86_64")]
-            avx2: x86::Avx2Layout::new(&tap_major, bias, requant.scales(), channels, taps),
+            avx2: x86::Avx2Layout::new(&tap_major, bias, requant.scales(), x_zero, channels, taps),
             weights: tap_major,
             bias: bias.to_vec(),
             requant,
@@ -85,14 +85,12 @@ impl DepthwiseConv {
         let [kh, kw] = self.window.kernel;
         let [sh, sw] = self.window.stride;
         let [top, left, bottom, right] = self.window.pads;
-        // The image inside a border of its zero point, so that every window lies inside it;
-        // before it, one row of zero points for the AVX2 kernel's pairs of taps.
+        // The image inside a border of its zero point, so that every window lies inside it.
         let padded_width = w + left + right;
         let padded_rows = h + top + bottom;
         // Every byte is written below, each once: no need to clear what the last layer left.
-        scratch.resize(c + padded_rows * padded_width * c, self.x_zero);
-        let (zeros, padded) = scratch.split_at_mut(c);
-        zeros.fill(self.x_zero);
+        scratch.resize(padded_rows * padded_width * c, self.x_zero);
+        let padded = &mut scratch[..];
         // Filling and copying a byte weighs about an eighth of a multiply-accumulate.
         let rows = threads::part_size(padded_rows, padded_rows * padded_width * c / 8, 1);
         threads::for_each_chunk(padded, rows * padded_width * c, |part, chunk| {
@@ -112,20 +110,23 @@ impl DepthwiseConv {
         let offsets: Vec<usize> = (0..kh)
             .flat_map(|ky| (0..kw).map(move |kx| (ky * padded_width + kx) * c))
             .collect();
-        let (zeros, padded) = (&*zeros, &*padded);
+        let padded = &*padded;
         // Rows of output split over the threads, each row computed as on one.
         let rows = threads::part_size(oh, oh * ow * c * kh * kw, 1);
         threads::for_each_chunk(output, rows * ow * c, |part, out| {
             for (row, out) in out.chunks_exact_mut(ow * c).enumerate() {
                 let first = (part * rows + row) * sh * padded_width * c;
-                self.inner_run(padded, first, &offsets, sw * c, out, zeros, kernels);
+                self.inner_run(padded, first, &offsets, sw * c, out, kernels);
             }
         });
     }
 
     /// A run of output pixels: the first one's taps start at `input[first + offsets[t]]`, each
     /// next one `step` bytes further.
-    #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(
+        not(any(target_arch = "aarch64", target_arch = "x86_64")),
+        allow(unused_variables)
+    )]
     fn inner_run(
         &self,
         input: &[u8],
@@ -133,7 +134,6 @@ impl DepthwiseConv {
         offsets: &[usize],
         step: usize,
         output: &mut [u8],
-        zeros: &[u8],
         kernels: KernelSet,
     ) {
         let c = self.channels;
@@ -148,75 +148,80 @@ impl DepthwiseConv {
         );
         let last = first + (pixels - 1) * step + offsets[offsets.len() - 1] + c;
         assert!(last <= input.len(), "depthwise window outside the input");
-        #[cfg(target_arch = "aarch64")]
-        if kernels.neon() {
+        #[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
+        if simd::runs_on(kernels) {
+            // SAFETY: the CPU runs `kernels` (`run` asserted `kernels.runs_here()`); the
+            // window's last byte, `last`, is inside `input` (asserted above).
+            unsafe { self.simd_run(input, first, offsets, step, output) };
+            return;
+        }
+        let mut rows: Vec<&[u8]> = Vec::with_capacity(offsets.len());
+        for (p, out) in output.chunks_exact_mut(c).enumerate() {
+            rows.clear();
+            rows.extend(offsets.iter().map(|&o| &input[first + p * step + o..][..c]));
+            self.pixel_portable(&rows, out);
+        }
+    }
+
+    /// [`Self::inner_run`] on the SIMD kernels: spans of 16-channel blocks whose weights stay
+    /// in L1 while every pixel of the run meets them, four pixels at a time, then one; the
+    /// channels past the last whole block one at a time.
+    ///
+    /// # Safety
+    /// The CPU runs the SIMD kernel set ([`simd::runs_on`]); `inner_run`'s asserts hold.
+    #[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
+    unsafe fn simd_run(
+        &self,
+        input: &[u8],
+        first: usize,
+        offsets: &[usize],
+        step: usize,
+        output: &mut [u8],
+    ) {
+        /// Weight bytes of a span: 16 i16 a tap and block, a quarter of a 32 KiB L1.
+        const SPAN_BYTES: usize = 8 * 1024;
+        let c = self.channels;
+        let pixels = output.len() / c;
+        let blocks = c / 16;
+        let span = (SPAN_BYTES / (offsets.len() * 32)).max(1);
+        let starts: Vec<*const u8> = offsets
+            .iter()
+            .map(|&o| input[first + o..].as_ptr())
+            .collect();
+        let mut rows = starts.clone();
+        for b0 in (0..blocks).step_by(span) {
+            let span = b0..(b0 + span).min(blocks);
+            rows.copy_from_slice(&starts);
             let mut p = 0;
-            let mut rows: Vec<*const u8> = offsets
-                .iter()
-                .map(|&o| input[first + o..].as_ptr())
-                .collect();
             while p < pixels {
                 let out = &mut output[p * c..];
-                // SAFETY: the CPU has NEON (`run` asserted `kernels.runs_here()`). Every read,
-                // `rows[t] + i·step` for the pixels `p..p + count`, `c` bytes, ends at or
-                // before `input[last]` (the largest offset is the last one), which the
-                // `assert!(last <= input.len())` above keeps inside `input`; `pixels_with`
-                // asserts that `out` holds the pixels it writes and that the weights and bias
-                // hold its channels.
-                let done = unsafe {
-                    if pixels - p >= 4 {
-                        neon::pixels::<4>(self, &rows, step, out)
+                let count = if pixels - p >= 4 { 4 } else { 1 };
+                // SAFETY: the CPU runs the SIMD set (this function's contract). Every read,
+                // `rows[t] + i·step` for the pixels `p..p + count`, `c` bytes, ends at or before
+                // the window's last byte (the largest offset is the last one), which
+                // `inner_run` asserted is inside `input`; `pixels` asserts that `out` holds the
+                // pixels it writes and that the weights and bias hold the span's channels.
+                unsafe {
+                    if count == 4 {
+                        simd::pixels::<4>(self, &rows, step, out, span.clone())
                     } else {
-                        neon::pixels::<1>(self, &rows, step, out)
+                        simd::pixels::<1>(self, &rows, step, out, span.clone())
                     }
                 };
-                let count = if pixels - p >= 4 { 4 } else { 1 };
-                for i in (0..count).filter(|_| done < c) {
-                    let at = first + (p + i) * step;
-                    let slices: Vec<&[u8]> =
-                        offsets.iter().map(|&o| &input[at + o..][..c]).collect();
-                    self.tail_portable(&slices, &mut output[(p + i) * c..][..c], done);
-                }
                 p += count;
                 for row in rows.iter_mut() {
                     // `wrapping_add` is safe; a row past the end is never read (the loop ends).
                     *row = row.wrapping_add(count * step);
                 }
             }
-            return;
         }
-        let mut rows: Vec<&[u8]> = Vec::with_capacity(offsets.len() + 1);
-        for (p, out) in output.chunks_exact_mut(c).enumerate() {
-            rows.clear();
-            rows.extend(offsets.iter().map(|&o| &input[first + p * step + o..][..c]));
-            self.pixel(&mut rows, out, zeros, kernels);
-        }
-    }
-
-    /// One output pixel from its taps' input rows (`zeros` pads them to an even count for
-    /// AVX2).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-    fn pixel<'a>(
-        &self,
-        rows: &mut Vec<&'a [u8]>,
-        out: &mut [u8],
-        zeros: &'a [u8],
-        kernels: KernelSet,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if kernels.avx2() {
-            let taps = rows.len();
-            if rows.len() % 2 == 1 {
-                rows.push(zeros);
+        if blocks * 16 < c {
+            for (p, out) in output.chunks_exact_mut(c).enumerate() {
+                let at = first + p * step;
+                let slices: Vec<&[u8]> = offsets.iter().map(|&o| &input[at + o..][..c]).collect();
+                self.tail_portable(&slices, out, blocks * 16);
             }
-            // SAFETY: the CPU has AVX2 (`run` asserted `kernels.runs_here()`); `x86::pixel`
-            // asserts the rest (the taps paired, every row and `out` `channels` long, the
-            // layout holding every block) before its first load.
-            let done = unsafe { x86::pixel(self, rows, out) };
-            self.tail_portable(&rows[..taps], out, done);
-            return;
         }
-        self.pixel_portable(rows, out)
     }
 
     /// Channels `first..` of one output pixel, one at a time.
@@ -255,18 +260,27 @@ impl DepthwiseConv {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+use neon as simd;
+#[cfg(target_arch = "x86_64")]
+use x86 as simd;
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! 16 channels at a time in two 256-bit registers of eight int32. Taps go in pairs:
-    //! `unpack{lo,hi}_epi16` interleaves two taps' inputs channel by channel and `madd_epi16`
-    //! multiplies and sums each pair into one int32 per channel. Unpacking works within each
+    //! 16 channels of `P` adjacent output pixels at a time, in two 256-bit registers of eight
+    //! int32 a pixel. Taps go in pairs: `unpack{lo,hi}_epi16` interleaves two taps' inputs
+    //! channel by channel and `madd_epi16` multiplies and sums each pair into one int32 per
+    //! channel (an odd last tap is paired with zeros). The inputs enter as they are, the zero
+    //! point's share `x_zero · Σ w` taken off the bias at load. Unpacking works within each
     //! 128-bit half, so the accumulators hold channels in the order (0–3, 8–11) and (4–7,
     //! 12–15); the weights, bias and scales are stored in that order at load, and
     //! `packs_epi32` puts the channels back in order on the way out.
 
     use std::arch::x86_64::*;
+    use std::ops::Range;
 
     use super::DepthwiseConv;
+    use crate::model::cpu::KernelSet;
 
     /// The order of a 16-channel block in the two accumulators.
     const ORDER: [usize; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15];
@@ -276,7 +290,7 @@ mod x86 {
         /// Per 16-channel block, per pair of taps: 32 i16, tap a and tap b of each channel
         /// side by side, channels in `ORDER`.
         weights: Vec<i16>,
-        /// Per block, 16 int32 in `ORDER`.
+        /// Per block, 16 int32 in `ORDER`, less `x_zero · Σ w` of each channel.
         bias: Vec<i32>,
         scales: Vec<f32>,
         pairs: usize,
@@ -287,6 +301,7 @@ mod x86 {
             tap_major: &[i16],
             bias: &[i32],
             scales: &[f32],
+            x_zero: u8,
             channels: usize,
             taps: usize,
         ) -> Avx2Layout {
@@ -313,87 +328,111 @@ mod x86 {
                     }
                 }
                 for &j in &ORDER {
-                    layout.bias.push(bias[b * 16 + j]);
-                    layout.scales.push(scales[b * 16 + j]);
+                    let c = b * 16 + j;
+                    let sum: i32 = (0..taps).map(|t| i32::from(weight(t, c))).sum();
+                    layout.bias.push(bias[c] - i32::from(x_zero) * sum);
+                    layout.scales.push(scales[c]);
                 }
             }
             layout
         }
     }
 
-    /// Computes the whole 16-channel blocks of one output pixel; returns how many channels it
-    /// did.
+    pub(super) fn runs_on(kernels: KernelSet) -> bool {
+        kernels.avx2()
+    }
+
+    /// Computes the 16-channel blocks `blocks` of `P` output pixels. Pixel `p`'s tap `t`
+    /// reads `rows[t] + p·step`; its output goes to `out[p·channels..]`.
     ///
     /// # Safety
-    /// The CPU must have AVX2; `rows` holds an even number of taps (the AVX2 layout's pairs),
-    /// each at least `channels` long, and `out` is `channels` long.
+    /// The CPU must have AVX2. Every row read (`rows[t] + p·step`, `channels` bytes) is inside
+    /// one allocation.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn pixel(conv: &DepthwiseConv, rows: &[&[u8]], out: &mut [u8]) -> usize {
+    pub(super) unsafe fn pixels<const P: usize>(
+        conv: &DepthwiseConv,
+        rows: &[*const u8],
+        step: usize,
+        out: &mut [u8],
+        blocks: Range<usize>,
+    ) {
         let layout = &conv.avx2;
-        let blocks = conv.channels / 16;
-        // What every load and store below stays inside of.
-        assert_eq!(rows.len(), 2 * layout.pairs, "depthwise AVX2: paired taps");
+        let c = conv.channels;
+        assert!(blocks.end <= c / 16, "depthwise AVX2: whole blocks");
+        let blocks_end = blocks.end;
+        let pairs = rows.len() / 2;
+        // What the loads of weights, bias and scales and the stores stay inside of; the rows
+        // are the caller's.
+        assert!(out.len() >= P * c, "depthwise output");
+        assert_eq!(rows.len().div_ceil(2), layout.pairs, "depthwise AVX2: taps");
         assert!(
-            rows.iter().all(|row| row.len() >= blocks * 16) && out.len() >= blocks * 16,
-            "depthwise AVX2: rows and output hold every block"
-        );
-        assert!(
-            layout.weights.len() >= blocks * layout.pairs * 32
-                && layout.bias.len() >= blocks * 16
-                && layout.scales.len() >= blocks * 16,
+            layout.weights.len() >= blocks_end * layout.pairs * 32
+                && layout.bias.len() >= blocks_end * 16
+                && layout.scales.len() >= blocks_end * 16,
             "depthwise AVX2: the layout holds every block"
         );
-        let zero = _mm256_set1_epi16(i16::from(conv.x_zero));
         let (low, high) = conv.requant.bounds();
         let (low, high) = (_mm256_set1_ps(low), _mm256_set1_ps(high));
         let out_zero = _mm256_set1_epi32(conv.requant.zero_point());
-        // SAFETY: the CPU has AVX2 (this function's contract). For block `b < blocks`: bias and
-        // scales are read at `b·16..b·16 + 16`, weights at `b·pairs·32..(b + 1)·pairs·32`, each
-        // row at `b·16..b·16 + 16` and `out` written there, all within the lengths asserted
-        // above.
+        // SAFETY: the CPU has AVX2 (this function's contract). For block `b < c / 16`: bias
+        // and scales are read at `b·16..b·16 + 16`, weights at `b·pairs·32..(b + 1)·pairs·32`,
+        // `out` written at `p·c + b·16..+16` for `p < P`, all within the lengths asserted
+        // above; the rows (`row + p·step + b·16`, 16 bytes) by this function's contract.
         unsafe {
-            for b in 0..blocks {
-                let bias = layout.bias.as_ptr().add(b * 16);
-                let mut acc_a = _mm256_loadu_si256(bias as *const __m256i);
-                let mut acc_b = _mm256_loadu_si256(bias.add(8) as *const __m256i);
+            for b in blocks {
+                let first = b * 16;
+                let bias = layout.bias.as_ptr().add(first);
+                let bias = [
+                    _mm256_loadu_si256(bias.cast()),
+                    _mm256_loadu_si256(bias.add(8).cast()),
+                ];
+                let mut acc = [bias; P];
                 let mut w = layout.weights.as_ptr().add(b * layout.pairs * 32);
-                for pair in rows.chunks_exact(2) {
-                    let x0 = _mm_loadu_si128(pair[0].as_ptr().add(b * 16) as *const __m128i);
-                    let x1 = _mm_loadu_si128(pair[1].as_ptr().add(b * 16) as *const __m128i);
-                    let x0 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(x0), zero);
-                    let x1 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(x1), zero);
-                    let w_a = _mm256_loadu_si256(w as *const __m256i);
-                    let w_b = _mm256_loadu_si256(w.add(16) as *const __m256i);
-                    acc_a = _mm256_add_epi32(
-                        acc_a,
-                        _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), w_a),
-                    );
-                    acc_b = _mm256_add_epi32(
-                        acc_b,
-                        _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), w_b),
-                    );
+                let load = |row: *const u8, p: usize| {
+                    _mm256_cvtepu8_epi16(_mm_loadu_si128(row.add(p * step + first).cast()))
+                };
+                for pair in 0..layout.pairs {
+                    let w_a = _mm256_loadu_si256(w.cast());
+                    let w_b = _mm256_loadu_si256(w.add(16).cast());
                     w = w.add(32);
+                    for (p, acc) in acc.iter_mut().enumerate() {
+                        let x0 = load(rows[2 * pair], p);
+                        let x1 = if pair < pairs {
+                            load(rows[2 * pair + 1], p)
+                        } else {
+                            _mm256_setzero_si256()
+                        };
+                        acc[0] = _mm256_add_epi32(
+                            acc[0],
+                            _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), w_a),
+                        );
+                        acc[1] = _mm256_add_epi32(
+                            acc[1],
+                            _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), w_b),
+                        );
+                    }
                 }
-                let scales = layout.scales.as_ptr().add(b * 16);
+                let scales = layout.scales.as_ptr().add(first);
                 let requant = |acc: __m256i, scale: *const f32| {
                     let v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(scale));
                     let v = _mm256_min_ps(_mm256_max_ps(v, low), high);
                     // cvtps rounds to nearest, ties to even (the default MXCSR mode).
                     _mm256_add_epi32(_mm256_cvtps_epi32(v), out_zero)
                 };
-                let a = requant(acc_a, scales);
-                let b16 = requant(acc_b, scales.add(8));
-                // Per 128-bit half: (0–3, 4–7) and (8–11, 12–15), in order again.
-                let words = _mm256_packs_epi32(a, b16);
-                let bytes = _mm256_packus_epi16(words, words);
-                let bytes = _mm256_permute4x64_epi64::<0b1000>(bytes);
-                _mm_storeu_si128(
-                    out.as_mut_ptr().add(b * 16) as *mut __m128i,
-                    _mm256_castsi256_si128(bytes),
-                );
+                for (p, acc) in acc.iter().enumerate() {
+                    let a = requant(acc[0], scales);
+                    let b16 = requant(acc[1], scales.add(8));
+                    // Per 128-bit half: (0–3, 4–7) and (8–11, 12–15), in order again.
+                    let words = _mm256_packs_epi32(a, b16);
+                    let bytes = _mm256_packus_epi16(words, words);
+                    let bytes = _mm256_permute4x64_epi64::<0b1000>(bytes);
+                    _mm_storeu_si128(
+                        out.as_mut_ptr().add(p * c + first).cast(),
+                        _mm256_castsi256_si128(bytes),
+                    );
+                }
             }
         }
-        blocks * 16
     }
 }
 
@@ -405,12 +444,17 @@ mod neon {
     //! by SMLAL.
 
     use std::arch::aarch64::*;
+    use std::ops::Range;
 
     use super::DepthwiseConv;
+    use crate::model::cpu::KernelSet;
 
-    /// Computes the whole 16-channel blocks of `P` output pixels; returns how many channels
-    /// it did. Pixel `p`'s tap `t` reads `rows[t] + p·step`; its output goes to
-    /// `out[p·channels..]`.
+    pub(super) fn runs_on(kernels: KernelSet) -> bool {
+        kernels.neon()
+    }
+
+    /// Computes the 16-channel blocks `blocks` of `P` output pixels. Pixel `p`'s tap `t` reads
+    /// `rows[t] + p·step`; its output goes to `out[p·channels..]`.
     ///
     /// # Safety
     /// Every row read (`rows[t] + p·step`, `channels` bytes) is inside one allocation, and
@@ -420,13 +464,14 @@ mod neon {
         rows: &[*const u8],
         step: usize,
         out: &mut [u8],
-    ) -> usize {
+        blocks: Range<usize>,
+    ) {
         if conv.x_zero == 0 {
             // SAFETY: this function's contract is `pixels_with`'s.
-            unsafe { pixels_with::<P, false>(conv, rows, step, out) }
+            unsafe { pixels_with::<P, false>(conv, rows, step, out, blocks) }
         } else {
             // SAFETY: this function's contract is `pixels_with`'s.
-            unsafe { pixels_with::<P, true>(conv, rows, step, out) }
+            unsafe { pixels_with::<P, true>(conv, rows, step, out, blocks) }
         }
     }
 
@@ -436,9 +481,10 @@ mod neon {
         rows: &[*const u8],
         step: usize,
         out: &mut [u8],
-    ) -> usize {
+        blocks: Range<usize>,
+    ) {
         let c = conv.channels;
-        let blocks = c / 16;
+        assert!(blocks.end <= c / 16, "depthwise NEON: whole blocks");
         // What the loads of weights, bias and scales and the stores stay inside of; the rows
         // are the caller's (see `pixels`).
         assert!(out.len() >= P * c, "depthwise output");
@@ -449,7 +495,7 @@ mod neon {
             "depthwise NEON: weights, bias and scales hold every channel"
         );
         // SAFETY: the CPU has NEON (every aarch64 CPU pinsight runs on; `DepthwiseConv::run`
-        // asserted it). For block `b < blocks`, `first + 16 <= c`: bias and scales are read at
+        // asserted it). For block `b < c / 16`, `first + 16 <= c`: bias and scales are read at
         // `first..first + 16`, the weights of tap `t` at `t·c + first..+16`, `out` written at
         // `p·c + first..+16` for `p < P`, all within the lengths asserted above; the rows
         // (`row + p·step + first`, 16 bytes) are inside `input` by this function's contract.
@@ -459,7 +505,7 @@ mod neon {
             let (low, high) = (vdupq_n_f32(low), vdupq_n_f32(high));
             let out_zero = vdupq_n_s16(conv.requant.zero_point() as i16);
             let scales = conv.requant.scales().as_ptr();
-            for b in 0..blocks {
+            for b in blocks {
                 let first = b * 16;
                 let bias = conv.bias.as_ptr().add(first);
                 let bias = [
@@ -505,6 +551,5 @@ mod neon {
                 }
             }
         }
-        blocks * 16
     }
 }
