@@ -279,7 +279,7 @@ fn assert_matrix_kernel(conv: &PointwiseConv, kernels: KernelSet, weights: &[i8]
         KernelSet::AvxVnni => Some("pinsight_avxvnni_16x4"),
         KernelSet::Avx512Vnni => Some("pinsight_avx512vnni_32x6"),
         KernelSet::Neon if !weights.contains(&i8::MIN) => Some("pinsight_neon_smull_4x4"),
-        KernelSet::NeonDotprod if !weights.contains(&i8::MIN) => Some("pinsight_neon_sdot_4x4"),
+        KernelSet::NeonDotprod if !weights.contains(&i8::MIN) => Some("pinsight_neon_sdot_16x4"),
         _ => None,
     };
     let name = conv.kernel_name();

@@ -1,18 +1,24 @@
-//! The pointwise convolution's matrix product on aarch64, written for this layout: activations
-//! stay NHWC (each pixel's k values contiguous) and the weights row-major, both read 16 values
-//! of k at a time, so nothing is packed per inference, and the requantization runs on each
-//! tile while it is still in registers.
+//! The pointwise convolution's matrix product on aarch64: activations stay NHWC (each pixel's
+//! k values contiguous) and are read 16 values of k at a time, so nothing is packed per
+//! inference, and the requantization runs on each tile while it is still in registers.
 //!
-//! Each output is a dot product of two 16-byte vectors per step of k:
-//! - without the dot-product extension (Cortex-A72, Raspberry Pi 4): SMULL + SMLAL2 multiply
-//!   two halves into eight i16 lanes, each the sum of two products, and SADALP adds them into
-//!   int32: 16 multiply-accumulates in 3 instructions. Two products of an i8 weight in −127..=127
-//!   and an activation in −128..=127 cannot overflow i16 (2 × 127 × 128 = 32 512), which is why
-//!   the weights must not hold −128 ([`NeonGemm::new`] refuses them);
-//! - with it (Cortex-A76 and later, Jetson Orin): SDOT, 16 in one instruction.
+//! Without the dot-product extension (Cortex-A72, Raspberry Pi 4) the weights stay row-major
+//! and each output is a dot product of two 16-byte vectors per step of k: SMULL + SMLAL2
+//! multiply two halves into eight i16 lanes, each the sum of two products, and SADALP adds them
+//! into int32: 16 multiply-accumulates in 3 instructions. Two products of an i8 weight in
+//! −127..=127 and an activation in −128..=127 cannot overflow i16 (2 × 127 × 128 = 32 512),
+//! which is why the weights must not hold −128 ([`NeonGemm::new`] refuses them). A tile is 4
+//! output channels × 4 pixels (16 int32x4 accumulators), summed across lanes at the end.
 //!
-//! A tile is 4 output channels × 4 pixels (16 int32x4 accumulators). Activations are u8 and
-//! enter as `x − 128` (an EOR of the top bit) — the caller folds the offset into the bias.
+//! With the dot-product extension (Cortex-A76 and later, Jetson Orin) the lanes are output
+//! channels instead: the weights are packed at load as `[m / 16][k / 4][16 channels][4 values of
+//! k]`, and SDOT by element multiplies four channels' four values of k by one pixel's four
+//! values (a lane of its 16-byte load) into four int32, 16 multiply-accumulates an instruction
+//! with nothing to sum across lanes. A tile is 16 channels × 4 pixels (16 accumulators), its
+//! 64 bytes of weights a group one load.
+//!
+//! Activations are u8 and enter as `x − 128` (an EOR of the top bit) — the caller folds the
+//! offset into the bias.
 
 use std::arch::aarch64::*;
 
@@ -29,7 +35,8 @@ pub(super) struct NeonGemm {
     k: usize,
     /// `k` rounded up to 16.
     k16: usize,
-    /// `[m rounded up to 4][k16]`, zero padded.
+    /// Without dot: `[m rounded up to 4][k16]`, zero padded. With dot: `[m / 16][k16 / 4][16][4]`
+    /// (m rounded up to 16), zero padded.
     weights: Vec<i8>,
     /// Bias per output channel (with the activation offset folded in), padded to a multiple
     /// of 4.
@@ -61,15 +68,29 @@ impl NeonGemm {
             "NEON gemm: weights are not {m}x{k} or scales not {m}"
         );
         let k16 = k.div_ceil(16) * 16;
-        let m4 = m.div_ceil(4) * 4;
-        let mut padded = vec![0i8; m4 * k16];
-        for (row, weights) in padded.chunks_exact_mut(k16).zip(weights.chunks_exact(k)) {
-            row[..k].copy_from_slice(weights);
+        let m_padded = if dot {
+            m.div_ceil(16) * 16
+        } else {
+            m.div_ceil(4) * 4
+        };
+        let mut padded = vec![0i8; m_padded * k16];
+        if dot {
+            let groups = k16 / 4;
+            for (o, row) in weights.chunks_exact(k).enumerate() {
+                let (block, lane) = (o / 16, o % 16);
+                for (kk, &w) in row.iter().enumerate() {
+                    padded[((block * groups + kk / 4) * 16 + lane) * 4 + kk % 4] = w;
+                }
+            }
+        } else {
+            for (row, weights) in padded.chunks_exact_mut(k16).zip(weights.chunks_exact(k)) {
+                row[..k].copy_from_slice(weights);
+            }
         }
         let mut bias = bias.to_vec();
-        bias.resize(m4, 0);
+        bias.resize(m_padded, 0);
         let mut scales = scales.to_vec();
-        scales.resize(m4, 0.0);
+        scales.resize(m_padded, 0.0);
         Some(NeonGemm {
             m,
             k,
@@ -83,7 +104,7 @@ impl NeonGemm {
 
     pub(super) fn name(&self) -> &'static str {
         if self.dot {
-            "pinsight_neon_sdot_4x4"
+            "pinsight_neon_sdot_16x4"
         } else {
             "pinsight_neon_smull_4x4"
         }
@@ -137,36 +158,6 @@ impl Mac for Widening {
     }
 }
 
-struct Dot;
-
-impl Mac for Dot {
-    #[inline(always)]
-    unsafe fn mac(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-        // SAFETY: SDOT reads and writes registers only (`nomem`); it is only reached from
-        // `run_dot`, which `NeonGemm::run` calls only when `dot` is set, and `NeonGemm::new`
-        // asserts the CPU has dotprod before setting it.
-        unsafe {
-            std::arch::asm!(
-                // The directive lets this assemble wherever the compiler inlines it; only
-                // `run_dot`, dispatched on a CPU with dotprod, reaches it.
-                ".arch_extension dotprod",
-                "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-                acc = inout(vreg) acc,
-                a = in(vreg) a,
-                b = in(vreg) b,
-                options(pure, nomem, nostack)
-            );
-        }
-        acc
-    }
-
-    #[inline(always)]
-    unsafe fn first(a: int8x16_t, b: int8x16_t) -> int32x4_t {
-        // SAFETY: `Dot::mac`'s contract (a CPU with dotprod) is this function's.
-        unsafe { Dot::mac(vdupq_n_s32(0), a, b) }
-    }
-}
-
 /// # Safety
 /// None beyond `run`'s (which asserts its lengths): aarch64 always has NEON.
 unsafe fn run_widening(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
@@ -178,9 +169,9 @@ unsafe fn run_widening(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &
 /// The CPU must have dotprod.
 #[target_feature(enable = "dotprod")]
 unsafe fn run_dot(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
-    // SAFETY: the CPU has dotprod (this function's contract), which `Dot` needs; `run` asserts
-    // the lengths it relies on.
-    unsafe { run::<Dot>(g, input, output, requant) }
+    // SAFETY: the CPU has dotprod (this function's contract); `run_lanes` asserts the lengths
+    // it relies on.
+    unsafe { run_lanes(g, input, output, requant) }
 }
 
 /// # Safety
@@ -305,4 +296,161 @@ unsafe fn run<M: Mac>(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &R
             }
         }
     }
+}
+
+/// `acc += w · x.4b[LANE]`: SDOT by element, four channels' four values of k times the pixel's
+/// four values in lane `LANE` of `x`.
+///
+/// # Safety
+/// The CPU must have dotprod.
+#[inline(always)]
+unsafe fn sdot_lane<const LANE: i32>(mut acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+    // SAFETY: SDOT reads and writes registers only (`nomem`); the CPU has dotprod (the
+    // contract).
+    unsafe {
+        std::arch::asm!(
+            // The directive lets this assemble wherever the compiler inlines it; only
+            // `run_dot`, dispatched on a CPU with dotprod, reaches it.
+            ".arch_extension dotprod",
+            "sdot {acc:v}.4s, {w:v}.16b, {x:v}.4b[{lane}]",
+            acc = inout(vreg) acc,
+            w = in(vreg) w,
+            x = in(vreg) x,
+            lane = const LANE,
+            options(pure, nomem, nostack)
+        );
+    }
+    acc
+}
+
+/// The matrix product on SDOT by element, weights packed in blocks of 16 channels (see the
+/// module docs): tiles of 16 channels × 4 pixels.
+///
+/// # Safety
+/// The CPU must have dotprod. The lengths are asserted here.
+#[inline(always)]
+unsafe fn run_lanes(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
+    const NP: usize = 4;
+    let (m, k, k16) = (g.m, g.k, g.k16);
+    let blocks = m.div_ceil(16);
+    let groups = k16 / 4;
+    // What every load and store below stays inside of.
+    assert!(k > 0 && k16 >= k && k16.is_multiple_of(16), "NEON gemm: k");
+    assert!(
+        g.weights.len() >= blocks * groups * 64
+            && g.bias.len() >= blocks * 16
+            && g.scales.len() >= blocks * 16,
+        "NEON gemm: weights, bias and scales padded to whole blocks"
+    );
+    let pixels = whole_pixels(input, output, k, m);
+    assert!(pixels > 0, "NEON gemm: no pixel");
+    let full = k / 16;
+    // The last, partial 16 values of k of each pixel of a tile, copied so that a 16-byte load
+    // stays inside the buffer (what the copy holds past k meets zero weights).
+    let mut tails = [[0u8; 16]; NP];
+    // SAFETY: the CPU has dotprod (this function's contract). With the lengths asserted above:
+    // each of the NP rows starts at pixel `min(p0 + j, pixels − 1)`, so at `·k` with `k` bytes
+    // after it in `input`; the full 16-byte steps `s < full` read `s·16..s·16 + 16 <= k`, the
+    // tail copies `k − full·16` bytes from `full·16` (to `k`) into a 16-byte array; block
+    // `b < blocks` reads weights at `(b·groups + gi)·64..+64` for `gi < groups`, bias and
+    // scales at `b·16..b·16 + 16`; output is written for pixels `p0 + j < pixels` at
+    // `(p0 + j)·m + b·16`, `min(m − b·16, 16)` bytes, so at most to `pixels·m`.
+    unsafe {
+        let (low, high) = requant.bounds();
+        let full_range = requant.full_range();
+        let (low, high) = (vdupq_n_f32(low), vdupq_n_f32(high));
+        let zero = vdupq_n_s16(requant.zero_point() as i16);
+        let flip = vdupq_n_u8(0x80);
+        let load_x = |p: *const u8| vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p), flip));
+        let tail = k > full * 16;
+        for p0 in (0..pixels).step_by(NP) {
+            // Rows past the last pixel repeat it; their results are not stored.
+            let rows: [*const u8; NP] =
+                std::array::from_fn(|j| input.as_ptr().add((p0 + j).min(pixels - 1) * k));
+            if tail {
+                for (tail, &row) in tails.iter_mut().zip(&rows) {
+                    std::ptr::copy_nonoverlapping(
+                        row.add(full * 16),
+                        tail.as_mut_ptr(),
+                        k - full * 16,
+                    );
+                }
+            }
+            for b in 0..blocks {
+                let mut w = g.weights.as_ptr().add(b * groups * 64);
+                let ch0 = b * 16;
+                // The accumulators start at the bias; the scales are the tile's too.
+                let bias: [int32x4_t; 4] =
+                    std::array::from_fn(|c| vld1q_s32(g.bias.as_ptr().add(ch0 + 4 * c)));
+                let scale: [float32x4_t; 4] =
+                    std::array::from_fn(|c| vld1q_f32(g.scales.as_ptr().add(ch0 + 4 * c)));
+                let mut acc = bias.map(|bias| [bias; NP]);
+                for s in 0..full {
+                    lanes_step(&mut acc, &mut w, rows.map(|row| load_x(row.add(s * 16))));
+                }
+                if tail {
+                    let x = std::array::from_fn(|j| load_x(tails[j].as_ptr()));
+                    lanes_step(&mut acc, &mut w, x);
+                }
+                let requant4 = |acc: int32x4_t, c: usize| {
+                    let v = vmulq_f32(vcvtq_f32_s32(acc), scale[c]);
+                    // Saturating narrowing clamps to 0..=255 by itself.
+                    let v = if full_range {
+                        v
+                    } else {
+                        vminq_f32(vmaxq_f32(v, low), high)
+                    };
+                    vcvtnq_s32_f32(v)
+                };
+                let channels = (m - ch0).min(16);
+                // Per pixel, its 16 channels.
+                let by_pixel: [[int32x4_t; 4]; NP] = std::array::from_fn(|j| acc.map(|a| a[j]));
+                for (j, [a0, a1, a2, a3]) in by_pixel.into_iter().enumerate().take(pixels - p0) {
+                    let lo = vqmovn_high_s32(vqmovn_s32(requant4(a0, 0)), requant4(a1, 1));
+                    let hi = vqmovn_high_s32(vqmovn_s32(requant4(a2, 2)), requant4(a3, 3));
+                    let bytes =
+                        vqmovun_high_s16(vqmovun_s16(vqaddq_s16(lo, zero)), vqaddq_s16(hi, zero));
+                    let out = output.as_mut_ptr().add((p0 + j) * m + ch0);
+                    if channels == 16 {
+                        vst1q_u8(out, bytes);
+                    } else {
+                        let mut lanes = [0u8; 16];
+                        vst1q_u8(lanes.as_mut_ptr(), bytes);
+                        std::ptr::copy_nonoverlapping(lanes.as_ptr(), out, channels);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One step of 16 values of k of a tile: four groups of 64 bytes of weights from `w` (which it
+/// moves past them), each times lane `g` of the pixels' `x`.
+///
+/// # Safety
+/// The CPU must have dotprod; 256 bytes are readable at `w`.
+#[inline(always)]
+unsafe fn lanes_step<const NP: usize>(
+    acc: &mut [[int32x4_t; NP]; 4],
+    w: &mut *const i8,
+    x: [int8x16_t; NP],
+) {
+    macro_rules! group {
+        ($lane:literal) => {
+            // SAFETY: the contract: 64 of the 256 bytes at `w`, then the next.
+            let ws = unsafe { vld1q_s8_x4(*w) };
+            *w = w.wrapping_add(64);
+            let ws = [ws.0, ws.1, ws.2, ws.3];
+            for c in 0..4 {
+                for j in 0..NP {
+                    // SAFETY: the CPU has dotprod (the contract).
+                    acc[c][j] = unsafe { sdot_lane::<$lane>(acc[c][j], ws[c], x[j]) };
+                }
+            }
+        };
+    }
+    group!(0);
+    group!(1);
+    group!(2);
+    group!(3);
 }
