@@ -205,7 +205,8 @@ fn pointwise_reference(
 fn pointwise_matches_the_reference_on_random_shapes() {
     let mut random = Random(0x5EED_0002);
     for case in 0..60 {
-        let m = random.pick(&[1, 3, 8, 16, 24, 33, 96, 130]);
+        // 520 outputs take more than one span of channel blocks (gemm_x86.rs) when k is 161.
+        let m = random.pick(&[1, 3, 8, 16, 24, 33, 96, 130, 520]);
         let k = random.pick(&[1, 3, 4, 7, 16, 27, 40, 96, 161]);
         let pixels = random.pick(&[1, 2, 7, 8, 9, 49, 64, 100, 333]);
         let input = random.bytes(pixels * k);

@@ -31,6 +31,10 @@ use super::kernels::Requantizer;
 use super::pointwise::whole_pixels;
 use crate::model::cpu::KernelSet;
 
+/// Weight bytes of a span of channel blocks: an eighth of a 512 KiB L2, the smallest of the
+/// x86 cores pinsight has met.
+const SPAN_BYTES: usize = 64 * 1024;
+
 thread_local! {
     /// AVX2: the pixels of a run widened to i16, reused by the runs on this thread.
     static WIDENED: RefCell<Vec<i16>> = const { RefCell::new(Vec::new()) };
@@ -290,15 +294,24 @@ unsafe fn run_broadcast<D: Dot, const NC: usize, const NP: usize>(
         "x86 gemm: weights of {groups} groups a row, bias and scales padded to whole blocks"
     );
     let whole = blocks / NC * NC;
-    for p0 in (0..pixels).step_by(NP) {
-        for b0 in (0..whole).step_by(NC) {
-            // SAFETY: the CPU runs `D` and AVX2 (this function's contract); `b0 + NC <= blocks`
-            // and `p0 < pixels`, with the lengths asserted above.
-            unsafe { broadcast_tile::<D, NC, NP>(g, b0, p0, rows, output, requant) }
-        }
-        for b0 in whole..blocks {
-            // SAFETY: as above, with `b0 + 1 <= blocks`.
-            unsafe { broadcast_tile::<D, 1, NP>(g, b0, p0, rows, output, requant) }
+    // Spans of blocks whose weights stay in L2 while every pixel meets them (the late layers'
+    // weights are larger than L2; two threads would otherwise both stream them from L3 once
+    // per tile of pixels).
+    let span = (SPAN_BYTES / (groups * 32)).max(NC) / NC * NC;
+    for first in (0..blocks).step_by(span) {
+        let end = (first + span).min(blocks);
+        let end_whole = end.min(whole);
+        for p0 in (0..pixels).step_by(NP) {
+            for b0 in (first..end_whole).step_by(NC) {
+                // SAFETY: the CPU runs `D` and AVX2 (this function's contract);
+                // `b0 + NC <= whole <= blocks` and `p0 < pixels`, with the lengths asserted
+                // above.
+                unsafe { broadcast_tile::<D, NC, NP>(g, b0, p0, rows, output, requant) }
+            }
+            for b0 in end_whole.max(first)..end {
+                // SAFETY: as above, with `b0 + 1 <= blocks`.
+                unsafe { broadcast_tile::<D, 1, NP>(g, b0, p0, rows, output, requant) }
+            }
         }
     }
 }
