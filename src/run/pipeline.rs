@@ -276,7 +276,9 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
         while !self.done() {
             // Pulses end first: a head taken below restarts its pulse only once it has ended.
             self.poll_pulses()?;
-            if self.reload_if_asked()? | self.enroll_step()? {
+            // Enrollment first: a head it takes clears a reload the watch asked for on seeing
+            // the same head written (loading it twice).
+            if self.enroll_step()? | self.reload_if_asked()? {
                 smoother.clear();
             }
             if let Some(period) = period {
@@ -308,8 +310,8 @@ impl<R: FnMut(&Decided) -> std::io::Result<()>> Pipeline<'_, R> {
         let mut average = Average::new(burst);
         while !self.done() {
             self.poll_pulses()?;
-            self.reload_if_asked()?;
             self.enroll_step()?;
+            self.reload_if_asked()?;
             let timeout = self.poll_pulses()?.min(STOP_CHECK);
             let press = match presses.wait(timeout)? {
                 Wait::Press(press) => press,
