@@ -155,12 +155,18 @@ impl DepthwiseConv {
             unsafe { self.simd_run(input, first, offsets, step, output) };
             return;
         }
-        let mut rows: Vec<&[u8]> = Vec::with_capacity(offsets.len());
+        let mut rows = Vec::with_capacity(offsets.len());
         for (p, out) in output.chunks_exact_mut(c).enumerate() {
-            rows.clear();
-            rows.extend(offsets.iter().map(|&o| &input[first + p * step + o..][..c]));
+            self.taps(input, first + p * step, offsets, &mut rows);
             self.pixel_portable(&rows, out);
         }
+    }
+
+    /// The taps' input rows of the output pixel whose first tap starts at `input[at]`, into
+    /// `rows` (reused from pixel to pixel).
+    fn taps<'a>(&self, input: &'a [u8], at: usize, offsets: &[usize], rows: &mut Vec<&'a [u8]>) {
+        rows.clear();
+        rows.extend(offsets.iter().map(|&o| &input[at + o..][..self.channels]));
     }
 
     /// [`Self::inner_run`] on the SIMD kernels: spans of 16-channel blocks whose weights stay
@@ -216,10 +222,10 @@ impl DepthwiseConv {
             }
         }
         if blocks * 16 < c {
+            let mut rows = Vec::with_capacity(offsets.len());
             for (p, out) in output.chunks_exact_mut(c).enumerate() {
-                let at = first + p * step;
-                let slices: Vec<&[u8]> = offsets.iter().map(|&o| &input[at + o..][..c]).collect();
-                self.tail_portable(&slices, out, blocks * 16);
+                self.taps(input, first + p * step, offsets, &mut rows);
+                self.tail_portable(&rows, out, blocks * 16);
             }
         }
     }

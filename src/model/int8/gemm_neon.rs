@@ -38,8 +38,8 @@ pub(super) struct NeonGemm {
     /// Without dot: `[m rounded up to 4][k16]`, zero padded. With dot: `[m / 16][k16 / 4][16][4]`
     /// (m rounded up to 16), zero padded.
     weights: Vec<i8>,
-    /// Bias per output channel (with the activation offset folded in), padded to a multiple
-    /// of 4.
+    /// Bias per output channel (with the activation offset folded in), padded as the weights'
+    /// channels are.
     bias: Vec<i32>,
     scales: Vec<f32>,
     dot: bool,
@@ -115,9 +115,9 @@ impl NeonGemm {
         if whole_pixels(input, output, self.k, self.m) == 0 {
             return;
         }
-        // SAFETY: `run::<M>` asserts every length its loads and stores rely on before its
-        // loop; the CPU has NEON (every aarch64 CPU), and `dot` is only set on a CPU with
-        // dotprod (the `assert!` in `new`), which `run_dot` needs.
+        // SAFETY: `run_widening` and `run_lanes` assert every length their loads and stores
+        // rely on before their loops; the CPU has NEON (every aarch64 CPU), and `dot` is only set
+        // on a CPU with dotprod (the `assert!` in `new`), which `run_dot` needs.
         unsafe {
             if self.dot {
                 run_dot(self, input, output, requant)
@@ -128,41 +128,118 @@ impl NeonGemm {
     }
 }
 
-/// `acc += Σ a·b` over 16 lanes, in four int32 partial sums.
-trait Mac {
-    unsafe fn mac(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
-
-    /// `Σ a·b` alone: the first step of a tile.
-    unsafe fn first(a: int8x16_t, b: int8x16_t) -> int32x4_t;
-}
-
-struct Widening;
-
-impl Mac for Widening {
-    #[inline(always)]
-    unsafe fn mac(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-        // SAFETY: register-only NEON intrinsics (no memory access); aarch64 has NEON.
-        unsafe {
-            let products = vmull_s8(vget_low_s8(a), vget_low_s8(b));
-            vpadalq_s16(acc, vmlal_high_s8(products, a, b))
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn first(a: int8x16_t, b: int8x16_t) -> int32x4_t {
-        // SAFETY: register-only NEON intrinsics (no memory access); aarch64 has NEON.
-        unsafe {
-            let products = vmull_s8(vget_low_s8(a), vget_low_s8(b));
-            vpaddlq_s16(vmlal_high_s8(products, a, b))
-        }
-    }
-}
-
+/// `acc += Σ a·b` over 16 lanes, in four int32 partial sums: SMULL, SMLAL2, SADALP.
+///
 /// # Safety
-/// None beyond `run`'s (which asserts its lengths): aarch64 always has NEON.
-unsafe fn run_widening(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
-    // SAFETY: `run` asserts the lengths it relies on; aarch64 always has NEON.
-    unsafe { run::<Widening>(g, input, output, requant) }
+/// None: register-only NEON intrinsics, and aarch64 has NEON.
+#[inline(always)]
+unsafe fn widening_mac(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    // SAFETY: register-only NEON intrinsics (no memory access); aarch64 has NEON.
+    unsafe {
+        let products = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+        vpadalq_s16(acc, vmlal_high_s8(products, a, b))
+    }
+}
+
+/// `Σ a·b` alone: the first step of a tile.
+///
+/// # Safety
+/// None: register-only NEON intrinsics, and aarch64 has NEON.
+#[inline(always)]
+unsafe fn widening_first(a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    // SAFETY: register-only NEON intrinsics (no memory access); aarch64 has NEON.
+    unsafe {
+        let products = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+        vpaddlq_s16(vmlal_high_s8(products, a, b))
+    }
+}
+
+/// The requantization's constants in registers, shared by both kernels.
+struct Rounding {
+    low: float32x4_t,
+    high: float32x4_t,
+    full_range: bool,
+    zero: int16x8_t,
+}
+
+impl Rounding {
+    fn new(requant: &Requantizer) -> Rounding {
+        let (low, high) = requant.bounds();
+        // SAFETY: register-only NEON intrinsics; aarch64 has NEON.
+        unsafe {
+            Rounding {
+                low: vdupq_n_f32(low),
+                high: vdupq_n_f32(high),
+                full_range: requant.full_range(),
+                zero: vdupq_n_s16(requant.zero_point() as i16),
+            }
+        }
+    }
+
+    /// Four int32 sums (bias included) times their channels' scales, clamped, rounded half to
+    /// even; the zero point is added by [`Self::narrow`].
+    #[inline(always)]
+    fn round(&self, sums: int32x4_t, scale: float32x4_t) -> int32x4_t {
+        // SAFETY: register-only NEON intrinsics; aarch64 has NEON.
+        unsafe {
+            let v = vmulq_f32(vcvtq_f32_s32(sums), scale);
+            // Saturating narrowing clamps to 0..=255 by itself.
+            let v = if self.full_range {
+                v
+            } else {
+                vminq_f32(vmaxq_f32(v, self.low), self.high)
+            };
+            vcvtnq_s32_f32(v)
+        }
+    }
+
+    /// Two of [`Self::round`]'s results as eight i16, plus the zero point (saturating).
+    #[inline(always)]
+    fn narrow(&self, a: int32x4_t, b: int32x4_t) -> int16x8_t {
+        // SAFETY: register-only NEON intrinsics; aarch64 has NEON.
+        unsafe { vqaddq_s16(vqmovn_high_s32(vqmovn_s32(a), b), self.zero) }
+    }
+}
+
+/// 16 activations as `x − 128`, i8 (an EOR of the top bit).
+///
+/// # Safety
+/// 16 bytes are readable at `p`.
+#[inline(always)]
+unsafe fn load_flipped(p: *const u8) -> int8x16_t {
+    // SAFETY: the contract; aarch64 has NEON.
+    unsafe { vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p), vdupq_n_u8(0x80))) }
+}
+
+/// The rows of the `NP` pixels from `p0` of `input` (`k` bytes each; the rows past the last
+/// pixel repeat it, and their results are not stored), with the last, partial 16 values of k of
+/// each copied into `tails`, so that a 16-byte load stays inside the buffer (what the copy holds
+/// past k meets zero weights).
+///
+/// # Safety
+/// `input` holds whole rows of `k` bytes, and `p0` is below their number.
+#[inline(always)]
+unsafe fn tile_rows<const NP: usize>(
+    input: &[u8],
+    k: usize,
+    p0: usize,
+    tails: &mut [[u8; 16]; NP],
+) -> [*const u8; NP] {
+    let pixels = input.len() / k;
+    let full = k / 16;
+    // SAFETY: each row starts at pixel `min(p0 + j, pixels − 1)`, so at `·k` with `k` bytes
+    // after it in `input` (the contract); the tail copies `k − full·16` bytes from `full·16`
+    // (to `k`) into a 16-byte array.
+    unsafe {
+        let rows: [*const u8; NP] =
+            std::array::from_fn(|j| input.as_ptr().add((p0 + j).min(pixels - 1) * k));
+        if k > full * 16 {
+            for (tail, &row) in tails.iter_mut().zip(&rows) {
+                std::ptr::copy_nonoverlapping(row.add(full * 16), tail.as_mut_ptr(), k - full * 16);
+            }
+        }
+        rows
+    }
 }
 
 /// # Safety
@@ -174,10 +251,11 @@ unsafe fn run_dot(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Requa
     unsafe { run_lanes(g, input, output, requant) }
 }
 
+/// The matrix product on SMULL/SADALP, tiles of 4 channels × 4 pixels.
+///
 /// # Safety
-/// `M`'s instructions run on this CPU (for `Dot`, dotprod). The lengths are asserted here.
-#[inline(always)]
-unsafe fn run<M: Mac>(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
+/// None beyond aarch64's NEON. The lengths are asserted here.
+unsafe fn run_widening(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
     let (m, k, k16) = (g.m, g.k, g.k16);
     let m4 = m.div_ceil(4) * 4;
     // What every load and store below stays inside of.
@@ -190,39 +268,19 @@ unsafe fn run<M: Mac>(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &R
     assert!(pixels > 0, "NEON gemm: no pixel");
     let full = k / 16;
     let block = (L1_WEIGHT_BYTES / k16).max(4) / 4 * 4;
-    // The last, partial 16 values of k of each pixel of a tile, copied so that a 16-byte load
-    // stays inside the buffer (what the copy holds past k meets zero weights).
     let mut tails = [[0u8; 16]; 4];
-    // SAFETY: the CPU runs `M` (this function's contract). With the lengths asserted above:
-    // each of the 4 rows starts at pixel `min(p0 + j, pixels − 1)`, so at `·k` with `k` bytes
-    // after it in `input`; the full 16-byte steps `s < full` read `s·16..s·16 + 16 <= k`, the
-    // tail copies `k − full·16` bytes from `full·16` (to `k`) into a 16-byte array; weights
-    // rows `c0 + i < m4` are read at `·k16 + s·16..+16 <= k16`, bias and scales at
-    // `c0..c0 + 4 <= m4`; output is written for pixels `p0 + j < pixels` at `(p0 + j)·m + c0`,
-    // `min(m − c0, 4)` bytes, so at most to `pixels·m`.
+    let rounding = Rounding::new(requant);
+    // SAFETY: aarch64 has NEON. With the lengths asserted above: `tile_rows` gets whole rows
+    // and `p0 < pixels`; the full 16-byte steps `s < full` read `s·16..s·16 + 16 <= k` of each
+    // row, the tail 16 bytes of `tails`; weights rows `c0 + i < m4` are read at
+    // `·k16 + s·16..+16 <= k16`, bias and scales at `c0..c0 + 4 <= m4`; output is written for
+    // pixels `p0 + j < pixels` at `(p0 + j)·m + c0`, `min(m − c0, 4)` bytes, so at most to
+    // `pixels·m`.
     unsafe {
-        let (low, high) = requant.bounds();
-        let full_range = requant.full_range();
-
-        let (low, high) = (vdupq_n_f32(low), vdupq_n_f32(high));
-        let zero = vdupq_n_s16(requant.zero_point() as i16);
-        let flip = vdupq_n_u8(0x80);
-        let load_x = |p: *const u8| vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p), flip));
         for block_start in (0..m).step_by(block) {
             let block_end = (block_start + block).min(m);
             for p0 in (0..pixels).step_by(4) {
-                // Rows past the last pixel repeat it; their results are not stored.
-                let rows: [*const u8; 4] =
-                    std::array::from_fn(|j| input.as_ptr().add((p0 + j).min(pixels - 1) * k));
-                if k > full * 16 {
-                    for (tail, &row) in tails.iter_mut().zip(&rows) {
-                        std::ptr::copy_nonoverlapping(
-                            row.add(full * 16),
-                            tail.as_mut_ptr(),
-                            k - full * 16,
-                        );
-                    }
-                }
+                let rows = tile_rows(input, k, p0, &mut tails);
                 for c0 in (block_start..block_end).step_by(4) {
                     let w: [*const i8; 4] =
                         std::array::from_fn(|i| g.weights.as_ptr().add((c0 + i) * k16));
@@ -230,31 +288,31 @@ unsafe fn run<M: Mac>(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &R
                     let tail = k > full * 16;
                     let a = w.map(|w| vld1q_s8(w));
                     let b = if full > 0 {
-                        rows.map(&load_x)
+                        rows.map(|row| load_flipped(row))
                     } else {
-                        [0, 1, 2, 3].map(|j| load_x(tails[j].as_ptr()))
+                        [0, 1, 2, 3].map(|j| load_flipped(tails[j].as_ptr()))
                     };
                     let mut acc = [[vdupq_n_s32(0); 4]; 4];
                     for i in 0..4 {
                         for j in 0..4 {
-                            acc[i][j] = M::first(a[i], b[j]);
+                            acc[i][j] = widening_first(a[i], b[j]);
                         }
                     }
                     let mut step = |a: [int8x16_t; 4], b: [int8x16_t; 4]| {
                         for i in 0..4 {
                             for j in 0..4 {
-                                acc[i][j] = M::mac(acc[i][j], a[i], b[j]);
+                                acc[i][j] = widening_mac(acc[i][j], a[i], b[j]);
                             }
                         }
                     };
                     for s in 1..full {
                         let a = w.map(|w| vld1q_s8(w.add(s * 16)));
-                        let b = rows.map(|row| load_x(row.add(s * 16)));
+                        let b = rows.map(|row| load_flipped(row.add(s * 16)));
                         step(a, b);
                     }
                     if tail && full > 0 {
                         let a = w.map(|w| vld1q_s8(w.add(full * 16)));
-                        let b = [0, 1, 2, 3].map(|j| load_x(tails[j].as_ptr()));
+                        let b = [0, 1, 2, 3].map(|j| load_flipped(tails[j].as_ptr()));
                         step(a, b);
                     }
                     // Per pixel j: the four channels' sums, then bias, scale, clamp, round.
@@ -265,17 +323,10 @@ unsafe fn run<M: Mac>(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &R
                             vpaddq_s32(acc[0][j], acc[1][j]),
                             vpaddq_s32(acc[2][j], acc[3][j]),
                         );
-                        let v = vmulq_f32(vcvtq_f32_s32(vaddq_s32(sums, bias)), scale);
-                        // Saturating narrowing clamps to 0..=255 by itself.
-                        let v = if full_range {
-                            v
-                        } else {
-                            vminq_f32(vmaxq_f32(v, low), high)
-                        };
-                        vcvtnq_s32_f32(v)
+                        rounding.round(vaddq_s32(sums, bias), scale)
                     };
-                    let lo = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(pixel(0)), pixel(1)), zero);
-                    let hi = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(pixel(2)), pixel(3)), zero);
+                    let lo = rounding.narrow(pixel(0), pixel(1));
+                    let hi = rounding.narrow(pixel(2), pixel(3));
                     let bytes = vreinterpretq_u32_u8(vqmovun_high_s16(vqmovun_s16(lo), hi));
                     let channels = (m - c0).min(4);
                     let mut words = [0u32; 4];
@@ -345,37 +396,18 @@ unsafe fn run_lanes(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Req
     let pixels = whole_pixels(input, output, k, m);
     assert!(pixels > 0, "NEON gemm: no pixel");
     let full = k / 16;
-    // The last, partial 16 values of k of each pixel of a tile, copied so that a 16-byte load
-    // stays inside the buffer (what the copy holds past k meets zero weights).
+    let tail = k > full * 16;
     let mut tails = [[0u8; 16]; NP];
+    let rounding = Rounding::new(requant);
     // SAFETY: the CPU has dotprod (this function's contract). With the lengths asserted above:
-    // each of the NP rows starts at pixel `min(p0 + j, pixels − 1)`, so at `·k` with `k` bytes
-    // after it in `input`; the full 16-byte steps `s < full` read `s·16..s·16 + 16 <= k`, the
-    // tail copies `k − full·16` bytes from `full·16` (to `k`) into a 16-byte array; block
-    // `b < blocks` reads weights at `(b·groups + gi)·64..+64` for `gi < groups`, bias and
-    // scales at `b·16..b·16 + 16`; output is written for pixels `p0 + j < pixels` at
-    // `(p0 + j)·m + b·16`, `min(m − b·16, 16)` bytes, so at most to `pixels·m`.
+    // `tile_rows` gets whole rows and `p0 < pixels`; the full 16-byte steps `s < full` read
+    // `s·16..s·16 + 16 <= k` of each row, the tail 16 bytes of `tails`; block `b < blocks`
+    // reads weights at `(b·groups + gi)·64..+64` for `gi < groups`, bias and scales at
+    // `b·16..b·16 + 16`; output is written for pixels `p0 + j < pixels` at `(p0 + j)·m + b·16`,
+    // `min(m − b·16, 16)` bytes, so at most to `pixels·m`.
     unsafe {
-        let (low, high) = requant.bounds();
-        let full_range = requant.full_range();
-        let (low, high) = (vdupq_n_f32(low), vdupq_n_f32(high));
-        let zero = vdupq_n_s16(requant.zero_point() as i16);
-        let flip = vdupq_n_u8(0x80);
-        let load_x = |p: *const u8| vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p), flip));
-        let tail = k > full * 16;
         for p0 in (0..pixels).step_by(NP) {
-            // Rows past the last pixel repeat it; their results are not stored.
-            let rows: [*const u8; NP] =
-                std::array::from_fn(|j| input.as_ptr().add((p0 + j).min(pixels - 1) * k));
-            if tail {
-                for (tail, &row) in tails.iter_mut().zip(&rows) {
-                    std::ptr::copy_nonoverlapping(
-                        row.add(full * 16),
-                        tail.as_mut_ptr(),
-                        k - full * 16,
-                    );
-                }
-            }
+            let rows = tile_rows(input, k, p0, &mut tails);
             for b in 0..blocks {
                 let mut w = g.weights.as_ptr().add(b * groups * 64);
                 let ch0 = b * 16;
@@ -386,30 +418,21 @@ unsafe fn run_lanes(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Req
                     std::array::from_fn(|c| vld1q_f32(g.scales.as_ptr().add(ch0 + 4 * c)));
                 let mut acc = bias.map(|bias| [bias; NP]);
                 for s in 0..full {
-                    lanes_step(&mut acc, &mut w, rows.map(|row| load_x(row.add(s * 16))));
-                }
-                if tail {
-                    let x = std::array::from_fn(|j| load_x(tails[j].as_ptr()));
+                    let x = rows.map(|row| load_flipped(row.add(s * 16)));
                     lanes_step(&mut acc, &mut w, x);
                 }
-                let requant4 = |acc: int32x4_t, c: usize| {
-                    let v = vmulq_f32(vcvtq_f32_s32(acc), scale[c]);
-                    // Saturating narrowing clamps to 0..=255 by itself.
-                    let v = if full_range {
-                        v
-                    } else {
-                        vminq_f32(vmaxq_f32(v, low), high)
-                    };
-                    vcvtnq_s32_f32(v)
-                };
+                if tail {
+                    let x = std::array::from_fn(|j| load_flipped(tails[j].as_ptr()));
+                    lanes_step(&mut acc, &mut w, x);
+                }
                 let channels = (m - ch0).min(16);
                 // Per pixel, its 16 channels.
                 let by_pixel: [[int32x4_t; 4]; NP] = std::array::from_fn(|j| acc.map(|a| a[j]));
                 for (j, [a0, a1, a2, a3]) in by_pixel.into_iter().enumerate().take(pixels - p0) {
-                    let lo = vqmovn_high_s32(vqmovn_s32(requant4(a0, 0)), requant4(a1, 1));
-                    let hi = vqmovn_high_s32(vqmovn_s32(requant4(a2, 2)), requant4(a3, 3));
-                    let bytes =
-                        vqmovun_high_s16(vqmovun_s16(vqaddq_s16(lo, zero)), vqaddq_s16(hi, zero));
+                    let round = |acc, c: usize| rounding.round(acc, scale[c]);
+                    let lo = rounding.narrow(round(a0, 0), round(a1, 1));
+                    let hi = rounding.narrow(round(a2, 2), round(a3, 3));
+                    let bytes = vqmovun_high_s16(vqmovun_s16(lo), hi);
                     let out = output.as_mut_ptr().add((p0 + j) * m + ch0);
                     if channels == 16 {
                         vst1q_u8(out, bytes);
