@@ -175,8 +175,8 @@ impl ConfigArgs {
 /// Which engine runs the backbone.
 #[derive(Clone, Copy, ValueEnum)]
 enum EngineArg {
-    /// pinsight's int8 engine where it has SIMD kernels (x86_64, aarch64, armv7 with NEON) and
-    /// can read the backbone, else tract.
+    /// pinsight's int8 engine where it has SIMD kernels (x86_64 with AVX2, aarch64, armv7 with
+    /// NEON) and can read the backbone, else tract.
     Auto,
     /// pinsight's int8 engine; a backbone it cannot read is refused with the reason.
     Int8,

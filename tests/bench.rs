@@ -19,7 +19,8 @@ fn model_only_prints_one_json_line_with_exact_inference_count() {
     assert_eq!(lines.len(), 1, "one JSON line");
     let result: Value = serde_json::from_str(lines[0]).unwrap();
     // What runs the int8 file: pinsight's int8 engine where it has SIMD kernels, else tract.
-    let engine = if pinsight::model::INT8_BY_DEFAULT {
+    let kernels = pinsight::model::KernelSet::chosen().unwrap();
+    let engine = if pinsight::model::int8_by_default(kernels) {
         "int8"
     } else {
         "tract"

@@ -150,6 +150,16 @@ fn engines_report_what_runs() {
         "the default for an int8 backbone here"
     );
     assert_eq!(auto.feature_len(), 1280);
+    // The portable kernels lose to tract's float path on x86_64 (a CPU without AVX2), and
+    // nowhere else.
+    let portable =
+        Backbone::load_on(&common::int8_backbone(), Engine::Auto, KernelSet::Portable).unwrap();
+    let expected = if cfg!(target_arch = "x86_64") {
+        Engine::Tract
+    } else {
+        Engine::Int8
+    };
+    assert_eq!(portable.engine(), expected, "auto on the portable kernels");
 }
 
 /// Every kernel set this machine can execute gives the whole backbone the same features, bit

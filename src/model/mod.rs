@@ -46,10 +46,10 @@ const INPUT_SHAPE: [usize; 4] = [1, 3, INPUT_SIDE as usize, INPUT_SIDE as usize]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
-    /// The default: where [`INT8_BY_DEFAULT`] (x86_64, aarch64, armv7 with NEON), pinsight's
-    /// int8 executor ([`int8`]) when the backbone is an int8 QDQ model it can read, tract
-    /// otherwise. There the int8 executor is faster than tract and matches onnxruntime more
-    /// closely (see models/README.md). Elsewhere tract.
+    /// The default: where [`int8_by_default`] (x86_64 with AVX2, aarch64, armv7 with NEON),
+    /// pinsight's int8 executor ([`int8`]) when the backbone is an int8 QDQ model it can read,
+    /// tract otherwise. There the int8 executor is faster than tract and matches onnxruntime
+    /// more closely (see models/README.md). Elsewhere tract.
     #[default]
     Auto,
     /// tract for every backbone: an int8 file runs dequantized, on float kernels.
@@ -119,16 +119,24 @@ fn millis_since(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
 }
 
-/// Whether [`Engine::Auto`] runs an int8 backbone on the int8 engine in this build: where the
+/// Whether [`Engine::Auto`] can run an int8 backbone on the int8 engine in this build: where the
 /// engine has SIMD kernels of its own (x86_64, aarch64) or the compiler vectorises its portable
 /// ones with NEON (armv7 built for a CPU with it, as `.cargo/config.toml` builds it: the cfg
-/// `arm_neon` of build.rs), the int8 engine needs fewer instructions than tract's float path
-/// (models/README.md); elsewhere tract runs it.
+/// `arm_neon` of build.rs). Which CPUs of those it does: [`int8_by_default`].
 pub const INT8_BY_DEFAULT: bool = cfg!(any(
     target_arch = "x86_64",
     target_arch = "aarch64",
     all(target_arch = "arm", arm_neon)
 ));
+
+/// Whether [`Engine::Auto`] runs an int8 backbone on the int8 engine with `kernels`: in a build
+/// where [`INT8_BY_DEFAULT`], except on x86_64 with the portable kernels (a CPU without AVX2:
+/// a Celeron J4125, anything before Haswell), which needed 1540 M instructions an inference
+/// against tract's 1047 M on the same int8 file (qemu-x86_64 `-cpu Nehalem`,
+/// models/README.md): there tract runs it.
+pub fn int8_by_default(kernels: KernelSet) -> bool {
+    INT8_BY_DEFAULT && !(cfg!(target_arch = "x86_64") && kernels == KernelSet::Portable)
+}
 
 /// The backbone alone: image in, pooled features out.
 pub struct Backbone {
@@ -194,7 +202,7 @@ impl Backbone {
         let mut clock = Clock::start();
         let proto = tract::decode(path, bytes)?;
         clock.lap("decode");
-        if engine == Engine::Int8 || (engine == Engine::Auto && INT8_BY_DEFAULT) {
+        if engine == Engine::Int8 || (engine == Engine::Auto && int8_by_default(kernels)) {
             let graph = proto.graph.as_ref().expect("decode checked the graph");
             match Int8Backbone::new(graph, kernels) {
                 Ok(backbone) => {
