@@ -9,10 +9,19 @@ Measured on the photos of the ImageNet folder that were not used to calibrate th
 this folder's preprocessing; the pinsight rows run `pinsight classify --json`, which decodes,
 resizes and runs the model its own way, so they measure the whole program. Prints a table and
 exits non-zero when pinsight's int8 top-1 is more than --max-drop points below float.
+
+`--kernels` makes the pinsight rows one int8 row for each named kernel set (`PINSIGHT_KERNELS`),
+and `--runner` runs an ARM build under qemu-user, so each set can be checked on one machine:
+
+    venv/bin/python models/accuracy.py --count 300 --kernels neon,neon-dotprod \
+        --runner "qemu-aarch64 -cpu cortex-a76 -L /usr/aarch64-linux-gnu" \
+        --pinsight target/aarch64-unknown-linux-gnu/release/pinsight
 """
 
 import argparse
 import json
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -50,10 +59,13 @@ def onnxruntime_top5(backbone: Path, photos: list[Path]) -> list[list[int]]:
     return ranked
 
 
-def pinsight_top5(binary: Path, backbone: Path, photos: list[Path], labels: list[str]) -> list[list[int]]:
+def pinsight_top5(
+    command: list[str], backbone: Path, photos: list[Path], labels: list[str], kernels: str | None = None
+) -> list[list[int]]:
     index = {label: i for i, label in enumerate(labels)}
-    command = [str(binary), "classify", "--json", "--top", "5", "--backbone", str(backbone), *map(str, photos)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    command = [*command, "classify", "--json", "--top", "5", "--backbone", str(backbone), *map(str, photos)]
+    env = dict(os.environ, PINSIGHT_KERNELS=kernels) if kernels else None
+    output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     by_path = {}
     for line in output.splitlines():
         result = json.loads(line)
@@ -72,9 +84,12 @@ def main():
     parser.add_argument("--imagenet", type=Path, default=MODELS.parent.parent / "shared/data/imagenet-val")
     parser.add_argument("--pinsight", type=Path, help="the pinsight binary; without it, onnxruntime rows only")
     parser.add_argument("--max-drop", type=float, default=1.0, help="allowed int8 top-1 loss, points")
+    parser.add_argument("--kernels", default="", help="comma-separated kernel sets: a pinsight int8 row each, and no other")
+    parser.add_argument("--runner", default="", help="run pinsight through this (qemu-user for an ARM build)")
+    parser.add_argument("--count", type=int, help="the first COUNT held-out photos only")
     args = parser.parse_args()
 
-    pairs = held_out(args.imagenet)
+    pairs = held_out(args.imagenet)[: args.count]
     photos = [args.imagenet / "images" / name for name, _ in pairs]
     truth = [label for _, label in pairs]
     labels = (MODELS / "imagenet" / "labels.txt").read_text().splitlines()
@@ -85,13 +100,21 @@ def main():
         ("onnxruntime int8", score(onnxruntime_top5(int8_path, photos), truth)),
     ]
     if args.pinsight:
-        rows.append(("pinsight float", score(pinsight_top5(args.pinsight, float_path, photos, labels), truth)))
-        rows.append(("pinsight int8", score(pinsight_top5(args.pinsight, int8_path, photos, labels), truth)))
+        command = [*shlex.split(args.runner), str(args.pinsight)]
+        kernel_sets = [k for k in args.kernels.split(",") if k]
+        if not kernel_sets:
+            rows.append(("pinsight float", score(pinsight_top5(command, float_path, photos, labels), truth)))
+        for kernels in kernel_sets or [None]:
+            ranked = pinsight_top5(command, int8_path, photos, labels, kernels)
+            rows.append((f"pinsight int8 {kernels or ''}".strip(), score(ranked, truth)))
 
     print(f"{len(photos)} held-out ImageNet validation photos")
-    print(f"{'model':<20} {'top-1 %':>8} {'top-5 %':>8}")
+    print(f"{'model':<26} {'top-1 %':>8} {'top-5 %':>8}")
     for name, (top1, top5) in rows:
-        print(f"{name:<20} {top1:8.2f} {top5:8.2f}")
+        print(f"{name:<26} {top1:8.2f} {top5:8.2f}")
+    for name, (top1, _) in rows[2:]:
+        if name.startswith("pinsight int8"):
+            print(f"{name}: top-1 {top1 - rows[1][1][0]:+.2f} points against onnxruntime int8")
     reference = rows[0][1][0]
     drop = reference - rows[-1][1][0]
     print(f"int8 top-1 drop against float ({rows[-1][0]}): {drop:.2f} points (allowed {args.max_drop})")
