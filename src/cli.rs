@@ -25,7 +25,8 @@ use pinsight::train::{
 };
 
 /// The command line. `-V` gives the version and the commit; `--version` adds the target, the
-/// CPU features and the int8 kernels chosen for them, and the bundled backbone's SHA-256.
+/// CPU features and the int8 kernels chosen for them (and whether `--engine auto` uses them),
+/// and the bundled backbone's SHA-256.
 pub fn parse() -> Cli {
     let version = format!(
         "{} ({})",
@@ -40,7 +41,13 @@ pub fn parse() -> Cli {
          int8 kernels: {}\n\
          bundled backbone: efficientnet-lite0 int8, sha256 {}",
         env!("PINSIGHT_BUILD_TARGET"),
-        pinsight::model::KernelSet::chosen().map_or_else(|why| why, |set| set.to_string()),
+        match pinsight::model::KernelSet::chosen() {
+            Ok(set) if !pinsight::model::int8_by_default(set) => {
+                format!("{set} (--engine auto runs int8 backbones on tract)")
+            }
+            Ok(set) => set.to_string(),
+            Err(why) => why,
+        },
         env!("PINSIGHT_BUNDLED_BACKBONE_SHA256"),
     );
     // clap takes &'static strs; the process lives that long anyway.
