@@ -7,6 +7,7 @@
 //! clamped, rounded half to even and offset by the output zero point.
 
 use crate::model::cpu::KernelSet;
+use crate::model::threads;
 
 /// Adding then subtracting 1.5 × 2²³ rounds an f32 of magnitude below 2²² to the nearest
 /// integer, ties to even (the default rounding mode), and leaves that integer in the low
@@ -310,15 +311,21 @@ pub fn im2col(
         padded[((y + top) * padded_width + left) * c..][..w * c].copy_from_slice(line);
     }
     let segment = kw * c;
-    for oy in 0..oh {
-        for ox in 0..ow {
-            let dst = &mut out[(oy * ow + ox) * row..][..kh * segment];
-            for (ky, dst) in dst.chunks_exact_mut(segment).enumerate() {
-                let src = ((oy * sh + ky) * padded_width + ox * sw) * c;
-                dst.copy_from_slice(&padded[src..][..segment]);
+    let padded = &*padded;
+    // Rows of output split over the threads. The copies are a few bytes each (9 for a 3 × 3
+    // window on RGB), so a byte weighs about a multiply-accumulate here.
+    let rows = threads::part_size(oh, out.len(), 1);
+    threads::for_each_chunk(out, rows * ow * row, |part, out| {
+        for (i, out) in out.chunks_exact_mut(ow * row).enumerate() {
+            let oy = part * rows + i;
+            for (ox, dst) in out.chunks_exact_mut(row).enumerate() {
+                for (ky, dst) in dst[..kh * segment].chunks_exact_mut(segment).enumerate() {
+                    let src = ((oy * sh + ky) * padded_width + ox * sw) * c;
+                    dst.copy_from_slice(&padded[src..][..segment]);
+                }
             }
         }
-    }
+    });
 }
 
 mod simd {
