@@ -8,7 +8,7 @@
 use pinsight::model::KernelSet;
 use pinsight::model::int8::kernels::{self, im2col, mean_nhwc, quantize_nchw_to_nhwc};
 use pinsight::model::int8::{
-    DepthwiseConv, PointwiseConv, Quantization, QuantizedAdd, Requantizer, Window,
+    DepthwiseConv, DepthwiseScratch, PointwiseConv, Quantization, QuantizedAdd, Requantizer, Window,
 };
 
 /// xorshift64*: reproducible random numbers without a dependency.
@@ -123,7 +123,7 @@ fn depthwise_reference(
 #[test]
 fn depthwise_matches_the_reference_on_random_shapes() {
     let mut random = Random(0x5EED_0001);
-    let mut zeros = Vec::new();
+    let mut scratch = DepthwiseScratch::default();
     for case in 0..120 {
         // 272 and 592 channels take more than one span of blocks (`simd_run`) at 5 × 5 and 3 × 3.
         let c = random.pick(&[1, 3, 8, 16, 17, 24, 32, 40, 48, 96, 272, 592]);
@@ -164,14 +164,14 @@ fn depthwise_matches_the_reference_on_random_shapes() {
             &input,
             (h, w),
             &mut portable,
-            &mut zeros,
+            &mut scratch,
             KernelSet::Portable,
         );
         let what = format!("case {case}: {h}x{w}x{c}, {window:?}, x_zero {x_zero}");
         assert_eq!(portable, expected, "portable, {what}");
         for kernels in KernelSet::runnable() {
             let mut fast = vec![0u8; oh * ow * c];
-            conv.run(&input, (h, w), &mut fast, &mut zeros, kernels);
+            conv.run(&input, (h, w), &mut fast, &mut scratch, kernels);
             assert_eq!(fast, expected, "fast ({kernels}), {what}");
         }
     }

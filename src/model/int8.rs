@@ -39,7 +39,7 @@ use tract_onnx::pb::GraphProto;
 use tract_onnx::prelude::TractResult;
 use tract_onnx::tract_core::internal::ensure;
 
-pub use depthwise::DepthwiseConv;
+pub use depthwise::{DepthwiseConv, DepthwiseScratch};
 pub use kernels::{Quantization, QuantizedAdd, Requantizer, Window};
 pub use pointwise::{PointwiseConv, PointwiseScratch};
 
@@ -96,7 +96,7 @@ pub(crate) enum Input<'a> {
 struct Scratch {
     buffers: Vec<Vec<u8>>,
     pointwise: Vec<Option<PointwiseScratch>>,
-    zeros: Vec<u8>,
+    depthwise: DepthwiseScratch,
     columns: Vec<u8>,
     padded: Vec<u8>,
 }
@@ -265,7 +265,7 @@ impl Int8Backbone {
                         &scratch.buffers[buffer][..h * w * conv.channels()],
                         (h, w),
                         out,
-                        &mut scratch.zeros,
+                        &mut scratch.depthwise,
                         self.kernels,
                     )
                 }

@@ -2,11 +2,13 @@
 //! requantization: one output pixel at a time, channels innermost, so every tap is a
 //! contiguous run of channels that SIMD lanes walk in step.
 //!
-//! The input is first copied inside a border of its zero point, whose contribution
-//! `(zero_point − zero_point) × w` is 0, so every window lies inside the copy and the taps of
-//! each output pixel sit at fixed offsets from its first: the inner loops have no border case.
-//! The portable kernel is the reference the SIMD ones are tested against; which one runs is
-//! the [`KernelSet`] the caller passes.
+//! The input is first copied inside a border whose contribution to every sum is 0, so every
+//! window lies inside the copy and the taps of each output pixel sit at fixed offsets from its
+//! first: the inner loops have no border case. The copy is of the u8 values with a border of
+//! the zero point (`(zero_point − zero_point) × w = 0`), or, for the NEON kernel, of the values
+//! less the zero point as i16 with a border of 0: widened once per input value instead of once
+//! per tap, each tap is then one load and the multiplies. The portable kernel is the reference
+//! the SIMD ones are tested against; which one runs is the [`KernelSet`] the caller passes.
 
 use super::kernels::{Requantizer, Window};
 use crate::model::cpu::KernelSet;
@@ -68,13 +70,13 @@ impl DepthwiseConv {
     }
 
     /// Convolves `input` (`h` × `w` × channels) into `output` (the window's output size ×
-    /// channels) on `kernels`. `scratch` is reused space for a padded copy of the input.
+    /// channels) on `kernels`. `scratch` is reused space for the padded copy of the input.
     pub fn run(
         &self,
         input: &[u8],
         (h, w): (usize, usize),
         output: &mut [u8],
-        scratch: &mut Vec<u8>,
+        scratch: &mut DepthwiseScratch,
         kernels: KernelSet,
     ) {
         kernels.assert_runs_here();
@@ -82,60 +84,140 @@ impl DepthwiseConv {
         let (oh, ow) = self.window.output(h, w);
         assert_eq!(input.len(), h * w * c, "depthwise input length");
         assert_eq!(output.len(), oh * ow * c, "depthwise output length");
-        let [kh, kw] = self.window.kernel;
-        let [sh, sw] = self.window.stride;
+        #[cfg(target_arch = "aarch64")]
+        if simd::runs_on(kernels) {
+            let zero = i16::from(self.x_zero);
+            let padded = self.pad(input, (h, w), 0, |x| i16::from(x) - zero, &mut scratch.wide);
+            self.convolve((h, w), output, |first, offsets, step, out| {
+                // SAFETY: the CPU runs the SIMD set (checked above); `convolve` passes a
+                // window inside `padded`.
+                unsafe { self.simd_run(padded, first, offsets, step, out) }
+            });
+            return;
+        }
+        let padded = self.pad(input, (h, w), self.x_zero, |x| x, &mut scratch.bytes);
+        #[cfg(target_arch = "x86_64")]
+        if simd::runs_on(kernels) {
+            self.convolve((h, w), output, |first, offsets, step, out| {
+                // SAFETY: as above.
+                unsafe { self.simd_run(padded, first, offsets, step, out) }
+            });
+            return;
+        }
+        self.convolve((h, w), output, |first, offsets, step, out| {
+            self.portable_run(padded, first, offsets, step, out)
+        });
+    }
+
+    /// `input` (`h` × `w` × channels) as `widen` makes each value, inside a border of
+    /// `border` as wide as the window's pads, in `scratch`.
+    fn pad<'a, T: Copy + Send + Sync>(
+        &self,
+        input: &[u8],
+        (h, w): (usize, usize),
+        border: T,
+        widen: impl Fn(u8) -> T + Sync,
+        scratch: &'a mut Vec<T>,
+    ) -> &'a [T] {
+        let c = self.channels;
         let [top, left, bottom, right] = self.window.pads;
-        // The image inside a border of its zero point, so that every window lies inside it.
         let padded_width = w + left + right;
         let padded_rows = h + top + bottom;
-        // Every byte is written below, each once: no need to clear what the last layer left.
-        scratch.resize(padded_rows * padded_width * c, self.x_zero);
+        // Every value is written below, each once: no need to clear what the last layer left.
+        scratch.resize(padded_rows * padded_width * c, border);
         let padded = &mut scratch[..];
-        // Filling and copying a byte weighs about an eighth of a multiply-accumulate.
+        // Filling and copying a value weighs about an eighth of a multiply-accumulate.
         let rows = threads::part_size(padded_rows, padded_rows * padded_width * c / 8, 1);
         threads::for_each_chunk(padded, rows * padded_width * c, |part, chunk| {
             for (row, out) in chunk.chunks_exact_mut(padded_width * c).enumerate() {
                 match (part * rows + row).checked_sub(top).filter(|&y| y < h) {
                     Some(y) => {
-                        let (border, rest) = out.split_at_mut(left * c);
+                        let (border_left, rest) = out.split_at_mut(left * c);
                         let (line, border_right) = rest.split_at_mut(w * c);
-                        border.fill(self.x_zero);
-                        line.copy_from_slice(&input[y * w * c..][..w * c]);
-                        border_right.fill(self.x_zero);
+                        border_left.fill(border);
+                        for (to, &x) in line.iter_mut().zip(&input[y * w * c..][..w * c]) {
+                            *to = widen(x);
+                        }
+                        border_right.fill(border);
                     }
-                    None => out.fill(self.x_zero),
+                    None => out.fill(border),
                 }
             }
         });
+        padded
+    }
+
+    /// The output rows of the padded copy of an `h` × `w` input, split over the threads, each
+    /// row computed as on one by `row(first, offsets, step, out)`: a run of output pixels whose
+    /// first one's taps start at `padded[first + offsets[t]]` in the copy, each next one `step`
+    /// values further.
+    fn convolve(
+        &self,
+        (h, w): (usize, usize),
+        output: &mut [u8],
+        row: impl Fn(usize, &[usize], usize, &mut [u8]) + Sync,
+    ) {
+        let c = self.channels;
+        let (oh, ow) = self.window.output(h, w);
+        let [kh, kw] = self.window.kernel;
+        let [sh, sw] = self.window.stride;
+        let [_, left, _, right] = self.window.pads;
+        let padded_width = w + left + right;
+        assert_eq!(output.len(), oh * ow * c, "depthwise output length");
         let offsets: Vec<usize> = (0..kh)
             .flat_map(|ky| (0..kw).map(move |kx| (ky * padded_width + kx) * c))
             .collect();
-        let padded = &*padded;
-        // Rows of output split over the threads, each row computed as on one.
         let rows = threads::part_size(oh, oh * ow * c * kh * kw, 1);
         threads::for_each_chunk(output, rows * ow * c, |part, out| {
-            for (row, out) in out.chunks_exact_mut(ow * c).enumerate() {
-                let first = (part * rows + row) * sh * padded_width * c;
-                self.inner_run(padded, first, &offsets, sw * c, out, kernels);
+            for (i, out) in out.chunks_exact_mut(ow * c).enumerate() {
+                let first = (part * rows + i) * sh * padded_width * c;
+                row(first, &offsets, sw * c, out);
             }
         });
     }
 
-    /// A run of output pixels: the first one's taps start at `input[first + offsets[t]]`, each
-    /// next one `step` bytes further.
-    #[cfg_attr(
-        not(any(target_arch = "aarch64", target_arch = "x86_64")),
-        allow(unused_variables)
-    )]
-    fn inner_run(
+    /// A run of output pixels on the portable kernel (see [`Self::convolve`]).
+    fn portable_run<T: Tap>(
         &self,
-        input: &[u8],
+        input: &[T],
         first: usize,
         offsets: &[usize],
         step: usize,
         output: &mut [u8],
-        kernels: KernelSet,
     ) {
+        let c = self.channels;
+        let mut rows = Vec::with_capacity(offsets.len());
+        for (p, out) in output.chunks_exact_mut(c).enumerate() {
+            self.taps(input, first + p * step, offsets, &mut rows);
+            self.pixel_portable(&rows, out);
+        }
+    }
+
+    /// The taps' input rows of the output pixel whose first tap starts at `input[at]`, into
+    /// `rows` (reused from pixel to pixel).
+    fn taps<'a, T>(&self, input: &'a [T], at: usize, offsets: &[usize], rows: &mut Vec<&'a [T]>) {
+        rows.clear();
+        rows.extend(offsets.iter().map(|&o| &input[at + o..][..self.channels]));
+    }
+
+    /// A run of output pixels on the SIMD kernels (see [`Self::convolve`]): spans of
+    /// 16-channel blocks whose weights stay in L1 while every pixel of the run meets them,
+    /// four pixels at a time, then one; the channels past the last whole block one at a time.
+    ///
+    /// # Safety
+    /// The CPU runs the SIMD kernel set ([`simd::runs_on`]); the window of the run's last pixel
+    /// ends inside `input`.
+    #[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
+    unsafe fn simd_run(
+        &self,
+        input: &[simd::Value],
+        first: usize,
+        offsets: &[usize],
+        step: usize,
+        output: &mut [u8],
+    ) {
+        /// Weight bytes of a span: 16 i16 a tap and block, a quarter of a 32 KiB L1.
+        const SPAN_BYTES: usize = 8 * 1024;
         let c = self.channels;
         let pixels = output.len() / c;
         assert!(
@@ -148,49 +230,9 @@ impl DepthwiseConv {
         );
         let last = first + (pixels - 1) * step + offsets[offsets.len() - 1] + c;
         assert!(last <= input.len(), "depthwise window outside the input");
-        #[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
-        if simd::runs_on(kernels) {
-            // SAFETY: the CPU runs `kernels` (`run` asserted `kernels.runs_here()`); the
-            // window's last byte, `last`, is inside `input` (asserted above).
-            unsafe { self.simd_run(input, first, offsets, step, output) };
-            return;
-        }
-        let mut rows = Vec::with_capacity(offsets.len());
-        for (p, out) in output.chunks_exact_mut(c).enumerate() {
-            self.taps(input, first + p * step, offsets, &mut rows);
-            self.pixel_portable(&rows, out);
-        }
-    }
-
-    /// The taps' input rows of the output pixel whose first tap starts at `input[at]`, into
-    /// `rows` (reused from pixel to pixel).
-    fn taps<'a>(&self, input: &'a [u8], at: usize, offsets: &[usize], rows: &mut Vec<&'a [u8]>) {
-        rows.clear();
-        rows.extend(offsets.iter().map(|&o| &input[at + o..][..self.channels]));
-    }
-
-    /// [`Self::inner_run`] on the SIMD kernels: spans of 16-channel blocks whose weights stay
-    /// in L1 while every pixel of the run meets them, four pixels at a time, then one; the
-    /// channels past the last whole block one at a time.
-    ///
-    /// # Safety
-    /// The CPU runs the SIMD kernel set ([`simd::runs_on`]); `inner_run`'s asserts hold.
-    #[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
-    unsafe fn simd_run(
-        &self,
-        input: &[u8],
-        first: usize,
-        offsets: &[usize],
-        step: usize,
-        output: &mut [u8],
-    ) {
-        /// Weight bytes of a span: 16 i16 a tap and block, a quarter of a 32 KiB L1.
-        const SPAN_BYTES: usize = 8 * 1024;
-        let c = self.channels;
-        let pixels = output.len() / c;
         let blocks = c / 16;
         let span = (SPAN_BYTES / (offsets.len() * 32)).max(1);
-        let starts: Vec<*const u8> = offsets
+        let starts: Vec<*const simd::Value> = offsets
             .iter()
             .map(|&o| input[first + o..].as_ptr())
             .collect();
@@ -203,9 +245,9 @@ impl DepthwiseConv {
                 let out = &mut output[p * c..];
                 let count = if pixels - p >= 4 { 4 } else { 1 };
                 // SAFETY: the CPU runs the SIMD set (this function's contract). Every read,
-                // `rows[t] + i·step` for the pixels `p..p + count`, `c` bytes, ends at or before
-                // the window's last byte (the largest offset is the last one), which
-                // `inner_run` asserted is inside `input`; `pixels` asserts that `out` holds the
+                // `rows[t] + i·step` for the pixels `p..p + count`, `c` values, ends at or
+                // before the window's last value (the largest offset is the last one), which
+                // is inside `input` (asserted above); `pixels` asserts that `out` holds the
                 // pixels it writes and that the weights and bias hold the span's channels.
                 unsafe {
                     if count == 4 {
@@ -231,31 +273,29 @@ impl DepthwiseConv {
     }
 
     /// Channels `first..` of one output pixel, one at a time.
-    fn tail_portable(&self, rows: &[&[u8]], out: &mut [u8], first: usize) {
+    fn tail_portable<T: Tap>(&self, rows: &[&[T]], out: &mut [u8], first: usize) {
         let c = self.channels;
-        let zero = i32::from(self.x_zero);
         for ch in first..c {
             let mut acc = self.bias[ch];
             for (t, row) in rows.iter().enumerate() {
-                acc += (i32::from(row[ch]) - zero) * i32::from(self.weights[t * c + ch]);
+                acc += row[ch].centred(self.x_zero) * i32::from(self.weights[t * c + ch]);
             }
             out[ch] = self.requant.one(acc, ch);
         }
     }
 
     /// One output pixel: all channels, 16 at a time, then the rest.
-    fn pixel_portable(&self, rows: &[&[u8]], out: &mut [u8]) {
+    fn pixel_portable<T: Tap>(&self, rows: &[&[T]], out: &mut [u8]) {
         const BLOCK: usize = 16;
         let c = self.channels;
-        let zero = i32::from(self.x_zero);
         let mut first = 0;
         while first + BLOCK <= c {
             let mut acc: [i32; BLOCK] = self.bias[first..first + BLOCK].try_into().unwrap();
             for (t, row) in rows.iter().enumerate() {
-                let x: &[u8; BLOCK] = row[first..first + BLOCK].try_into().unwrap();
+                let x: &[T; BLOCK] = row[first..first + BLOCK].try_into().unwrap();
                 let wt: &[i16; BLOCK] = self.weights[t * c + first..][..BLOCK].try_into().unwrap();
                 for j in 0..BLOCK {
-                    acc[j] += (i32::from(x[j]) - zero) * i32::from(wt[j]);
+                    acc[j] += x[j].centred(self.x_zero) * i32::from(wt[j]);
                 }
             }
             self.requant
@@ -263,6 +303,37 @@ impl DepthwiseConv {
             first += BLOCK;
         }
         self.tail_portable(rows, out, first);
+    }
+}
+
+/// The padded copies of a depthwise layer's input, reused from layer to layer.
+#[derive(Debug, Default)]
+pub struct DepthwiseScratch {
+    /// The u8 values, in a border of the zero point.
+    bytes: Vec<u8>,
+    /// The values less the zero point, in a border of 0 (the NEON kernel's).
+    #[cfg(target_arch = "aarch64")]
+    wide: Vec<i16>,
+}
+
+/// An input value of a padded copy, as the kernels multiply it.
+trait Tap: Copy {
+    /// The value less the input's zero point.
+    fn centred(self, zero: u8) -> i32;
+}
+
+impl Tap for u8 {
+    #[inline(always)]
+    fn centred(self, zero: u8) -> i32 {
+        i32::from(self) - i32::from(zero)
+    }
+}
+
+impl Tap for i16 {
+    /// Already less the zero point.
+    #[inline(always)]
+    fn centred(self, _zero: u8) -> i32 {
+        i32::from(self)
     }
 }
 
@@ -343,6 +414,9 @@ mod x86 {
             layout
         }
     }
+
+    /// What the padded copy holds for this kernel: the u8 values as they are.
+    pub(super) type Value = u8;
 
     pub(super) fn runs_on(kernels: KernelSet) -> bool {
         kernels.avx2()
@@ -445,15 +519,18 @@ mod x86 {
 #[cfg(target_arch = "aarch64")]
 mod neon {
     //! 16 channels of `P` adjacent output pixels at a time, four registers of four int32 per
-    //! pixel: each tap's weights are loaded once for the `P` pixels, their u8 inputs widened
-    //! to i16 (offset by the zero point when it is not 0) and multiplied into the accumulators
-    //! by SMLAL.
+    //! pixel: each tap's weights are loaded once for the `P` pixels, and each pixel's 16 values
+    //! of the tap, already i16 and less the zero point in the padded copy, are one load
+    //! multiplied into the accumulators by four SMLAL.
 
     use std::arch::aarch64::*;
     use std::ops::Range;
 
     use super::DepthwiseConv;
     use crate::model::cpu::KernelSet;
+
+    /// What the padded copy holds for this kernel: the values less the zero point, as i16.
+    pub(super) type Value = i16;
 
     pub(super) fn runs_on(kernels: KernelSet) -> bool {
         kernels.neon()
@@ -463,28 +540,10 @@ mod neon {
     /// `rows[t] + p·step`; its output goes to `out[p·channels..]`.
     ///
     /// # Safety
-    /// Every row read (`rows[t] + p·step`, `channels` bytes) is inside one allocation, and
-    /// `out` holds `P × channels` bytes.
+    /// Every row read (`rows[t] + p·step`, `channels` values) is inside one allocation.
     pub(super) unsafe fn pixels<const P: usize>(
         conv: &DepthwiseConv,
-        rows: &[*const u8],
-        step: usize,
-        out: &mut [u8],
-        blocks: Range<usize>,
-    ) {
-        if conv.x_zero == 0 {
-            // SAFETY: this function's contract is `pixels_with`'s.
-            unsafe { pixels_with::<P, false>(conv, rows, step, out, blocks) }
-        } else {
-            // SAFETY: this function's contract is `pixels_with`'s.
-            unsafe { pixels_with::<P, true>(conv, rows, step, out, blocks) }
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn pixels_with<const P: usize, const OFFSET: bool>(
-        conv: &DepthwiseConv,
-        rows: &[*const u8],
+        rows: &[*const i16],
         step: usize,
         out: &mut [u8],
         blocks: Range<usize>,
@@ -492,7 +551,7 @@ mod neon {
         let c = conv.channels;
         assert!(blocks.end <= c / 16, "depthwise NEON: whole blocks");
         // What the loads of weights, bias and scales and the stores stay inside of; the rows
-        // are the caller's (see `pixels`).
+        // are the caller's.
         assert!(out.len() >= P * c, "depthwise output");
         assert!(
             conv.weights.len() >= rows.len() * c
@@ -504,11 +563,10 @@ mod neon {
         // asserted it). For block `b < c / 16`, `first + 16 <= c`: bias and scales are read at
         // `first..first + 16`, the weights of tap `t` at `t·c + first..+16`, `out` written at
         // `p·c + first..+16` for `p < P`, all within the lengths asserted above; the rows
-        // (`row + p·step + first`, 16 bytes) are inside `input` by this function's contract.
+        // (`row + p·step + first`, 16 values) are inside the input by this function's contract.
         unsafe {
-            let zero = vdupq_n_s16(i16::from(conv.x_zero));
-            let (low, high) = conv.requant.bounds();
-            let (low, high) = (vdupq_n_f32(low), vdupq_n_f32(high));
+            let (min, max) = conv.requant.output_bounds();
+            let (min, max) = (vdupq_n_u8(min), vdupq_n_u8(max));
             let out_zero = vdupq_n_s16(conv.requant.zero_point() as i16);
             let scales = conv.requant.scales().as_ptr();
             for b in blocks {
@@ -527,32 +585,29 @@ mod neon {
                     let w_hi = vld1q_s16(w.add(8));
                     w = w.add(c);
                     for (p, acc) in acc.iter_mut().enumerate() {
-                        let x = vld1q_u8(row.add(p * step + first));
-                        let mut lo = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(x)));
-                        let mut hi = vreinterpretq_s16_u16(vmovl_high_u8(x));
-                        if OFFSET {
-                            lo = vsubq_s16(lo, zero);
-                            hi = vsubq_s16(hi, zero);
-                        }
-                        acc[0] = vmlal_s16(acc[0], vget_low_s16(lo), vget_low_s16(w_lo));
-                        acc[1] = vmlal_high_s16(acc[1], lo, w_lo);
-                        acc[2] = vmlal_s16(acc[2], vget_low_s16(hi), vget_low_s16(w_hi));
-                        acc[3] = vmlal_high_s16(acc[3], hi, w_hi);
+                        let x = vld1q_s16_x2(row.add(p * step + first));
+                        acc[0] = vmlal_s16(acc[0], vget_low_s16(x.0), vget_low_s16(w_lo));
+                        acc[1] = vmlal_high_s16(acc[1], x.0, w_lo);
+                        acc[2] = vmlal_s16(acc[2], vget_low_s16(x.1), vget_low_s16(w_hi));
+                        acc[3] = vmlal_high_s16(acc[3], x.1, w_hi);
                     }
                 }
+                let scale: [float32x4_t; 4] =
+                    std::array::from_fn(|i| vld1q_f32(scales.add(first + 4 * i)));
+                // Rounds to nearest, ties to even; the clamp comes after the narrowing, on 16
+                // bytes at once (`Requantizer::output_bounds`).
                 let requant = |acc: int32x4_t, i: usize| {
-                    let v = vmulq_f32(vcvtq_f32_s32(acc), vld1q_f32(scales.add(first + 4 * i)));
-                    // Rounds to nearest, ties to even.
-                    vcvtnq_s32_f32(vminq_f32(vmaxq_f32(v, low), high))
+                    vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(acc), scale[i]))
                 };
                 for (p, acc) in acc.iter().enumerate() {
                     let lo = vqmovn_high_s32(vqmovn_s32(requant(acc[0], 0)), requant(acc[1], 1));
                     let hi = vqmovn_high_s32(vqmovn_s32(requant(acc[2], 2)), requant(acc[3], 3));
                     let lo = vqaddq_s16(lo, out_zero);
                     let hi = vqaddq_s16(hi, out_zero);
+                    let bytes = vqmovun_high_s16(vqmovun_s16(lo), hi);
                     vst1q_u8(
                         out.as_mut_ptr().add(p * c + first),
-                        vqmovun_high_s16(vqmovun_s16(lo), hi),
+                        vminq_u8(vmaxq_u8(bytes, min), max),
                     );
                 }
             }

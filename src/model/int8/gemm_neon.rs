@@ -1,6 +1,9 @@
 //! The pointwise convolution's matrix product on aarch64: activations stay NHWC (each pixel's
-//! k values contiguous) and are read 16 values of k at a time, so nothing is packed per
-//! inference, and the requantization runs on each tile while it is still in registers.
+//! k values contiguous) and are read 16 values of k at a time, and the requantization runs on
+//! each tile while it is still in registers. Each run first copies its pixels as signed bytes
+//! `x − 128` (an EOR of the top bit), each row zero-padded to a multiple of 16: one pass over
+//! `pixels × k` values, small beside the `pixels × k × m` products, after which every load is
+//! a whole 16 bytes with nothing to flip or cut.
 //!
 //! Without the dot-product extension (Cortex-A72, Raspberry Pi 4) the weights stay row-major
 //! and each output is a dot product of two 16-byte vectors per step of k: SMULL + SMLAL2
@@ -17,10 +20,10 @@
 //! with nothing to sum across lanes. A tile is 16 channels × 4 pixels (16 accumulators), its
 //! 64 bytes of weights a group one load.
 //!
-//! Activations are u8 and enter as `x − 128` (an EOR of the top bit) — the caller folds the
-//! offset into the bias.
+//! The caller folds the offset of `x − 128` into the bias.
 
 use std::arch::aarch64::*;
+use std::cell::RefCell;
 
 use super::kernels::Requantizer;
 use super::pointwise::whole_pixels;
@@ -28,6 +31,12 @@ use crate::model::cpu::KernelSet;
 
 /// Output channels a weight block holds: 4 × k values stay in L1 across the pixels they meet.
 const L1_WEIGHT_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    /// The pixels of a run as `x − 128`, rows padded to a multiple of 16, reused by the runs on
+    /// this thread.
+    static FLIPPED: RefCell<Vec<i8>> = const { RefCell::new(Vec::new()) };
+}
 
 #[derive(Clone, Debug)]
 pub(super) struct NeonGemm {
@@ -115,16 +124,42 @@ impl NeonGemm {
         if whole_pixels(input, output, self.k, self.m) == 0 {
             return;
         }
-        // SAFETY: `run_widening` and `run_lanes` assert every length their loads and stores
-        // rely on before their loops; the CPU has NEON (every aarch64 CPU), and `dot` is only set
-        // on a CPU with dotprod (the `assert!` in `new`), which `run_dot` needs.
-        unsafe {
-            if self.dot {
-                run_dot(self, input, output, requant)
-            } else {
-                run_widening(self, input, output, requant)
+        FLIPPED.with_borrow_mut(|flipped| {
+            flip(input, self.k, self.k16, flipped);
+            // SAFETY: `run_widening` and `run_lanes` assert every length their loads and
+            // stores rely on before their loops; the CPU has NEON (every aarch64 CPU), and
+            // `dot` is only set on a CPU with dotprod (the `assert!` in `new`), which `run_dot`
+            // needs.
+            unsafe {
+                if self.dot {
+                    run_dot(self, flipped, output, requant)
+                } else {
+                    run_widening(self, flipped, output, requant)
+                }
             }
+        })
+    }
+}
+
+/// Each row of `k` values of `input` as `x − 128` into a row of `k16` of `flipped`, the rest
+/// of the row 0 (which meets zero weights).
+fn flip(input: &[u8], k: usize, k16: usize, flipped: &mut Vec<i8>) {
+    let pixels = input.len() / k;
+    // Every value is written below: no need to clear what the last run left.
+    flipped.resize(pixels * k16, 0);
+    if k == k16 {
+        // One run over the whole buffer, as most layers have it.
+        for (to, &x) in flipped.iter_mut().zip(input) {
+            *to = (x ^ 0x80) as i8;
         }
+        return;
+    }
+    for (to, row) in flipped.chunks_exact_mut(k16).zip(input.chunks_exact(k)) {
+        let (values, padding) = to.split_at_mut(k);
+        for (to, &x) in values.iter_mut().zip(row) {
+            *to = (x ^ 0x80) as i8;
+        }
+        padding.fill(0);
     }
 }
 
@@ -156,41 +191,30 @@ unsafe fn widening_first(a: int8x16_t, b: int8x16_t) -> int32x4_t {
 
 /// The requantization's constants in registers, shared by both kernels.
 struct Rounding {
-    low: float32x4_t,
-    high: float32x4_t,
-    full_range: bool,
     zero: int16x8_t,
+    min: uint8x16_t,
+    max: uint8x16_t,
 }
 
 impl Rounding {
     fn new(requant: &Requantizer) -> Rounding {
-        let (low, high) = requant.bounds();
+        let (min, max) = requant.output_bounds();
         // SAFETY: register-only NEON intrinsics; aarch64 has NEON.
         unsafe {
             Rounding {
-                low: vdupq_n_f32(low),
-                high: vdupq_n_f32(high),
-                full_range: requant.full_range(),
                 zero: vdupq_n_s16(requant.zero_point() as i16),
+                min: vdupq_n_u8(min),
+                max: vdupq_n_u8(max),
             }
         }
     }
 
-    /// Four int32 sums (bias included) times their channels' scales, clamped, rounded half to
-    /// even; the zero point is added by [`Self::narrow`].
+    /// Four int32 sums (bias included) times their channels' scales, rounded half to even;
+    /// the zero point is added by [`Self::narrow`], the clamp done by [`Self::bytes`].
     #[inline(always)]
     fn round(&self, sums: int32x4_t, scale: float32x4_t) -> int32x4_t {
         // SAFETY: register-only NEON intrinsics; aarch64 has NEON.
-        unsafe {
-            let v = vmulq_f32(vcvtq_f32_s32(sums), scale);
-            // Saturating narrowing clamps to 0..=255 by itself.
-            let v = if self.full_range {
-                v
-            } else {
-                vminq_f32(vmaxq_f32(v, self.low), self.high)
-            };
-            vcvtnq_s32_f32(v)
-        }
+        unsafe { vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(sums), scale)) }
     }
 
     /// Two of [`Self::round`]'s results as eight i16, plus the zero point (saturating).
@@ -199,121 +223,95 @@ impl Rounding {
         // SAFETY: register-only NEON intrinsics; aarch64 has NEON.
         unsafe { vqaddq_s16(vqmovn_high_s32(vqmovn_s32(a), b), self.zero) }
     }
-}
 
-/// 16 activations as `x − 128`, i8 (an EOR of the top bit).
-///
-/// # Safety
-/// 16 bytes are readable at `p`.
-#[inline(always)]
-unsafe fn load_flipped(p: *const u8) -> int8x16_t {
-    // SAFETY: the contract; aarch64 has NEON.
-    unsafe { vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p), vdupq_n_u8(0x80))) }
-}
-
-/// The rows of the `NP` pixels from `p0` of `input` (`k` bytes each; the rows past the last
-/// pixel repeat it, and their results are not stored), with the last, partial 16 values of k of
-/// each copied into `tails`, so that a 16-byte load stays inside the buffer (what the copy holds
-/// past k meets zero weights).
-///
-/// # Safety
-/// `input` holds whole rows of `k` bytes, and `p0` is below their number.
-#[inline(always)]
-unsafe fn tile_rows<const NP: usize>(
-    input: &[u8],
-    k: usize,
-    p0: usize,
-    tails: &mut [[u8; 16]; NP],
-) -> [*const u8; NP] {
-    let pixels = input.len() / k;
-    let full = k / 16;
-    // SAFETY: each row starts at pixel `min(p0 + j, pixels − 1)`, so at `·k` with `k` bytes
-    // after it in `input` (the contract); the tail copies `k − full·16` bytes from `full·16`
-    // (to `k`) into a 16-byte array.
-    unsafe {
-        let rows: [*const u8; NP] =
-            std::array::from_fn(|j| input.as_ptr().add((p0 + j).min(pixels - 1) * k));
-        if k > full * 16 {
-            for (tail, &row) in tails.iter_mut().zip(&rows) {
-                std::ptr::copy_nonoverlapping(row.add(full * 16), tail.as_mut_ptr(), k - full * 16);
-            }
+    /// Two of [`Self::narrow`]'s results as 16 bytes, clamped to the output's bounds
+    /// (`Requantizer::output_bounds`; a no-op for the full range, cheaper than a branch).
+    #[inline(always)]
+    fn bytes(&self, lo: int16x8_t, hi: int16x8_t) -> uint8x16_t {
+        // SAFETY: register-only NEON intrinsics; aarch64 has NEON.
+        unsafe {
+            vminq_u8(
+                vmaxq_u8(vqmovun_high_s16(vqmovun_s16(lo), hi), self.min),
+                self.max,
+            )
         }
-        rows
     }
+}
+
+/// The rows of the `NP` pixels from `p0` of `flipped` (`k16` values each; the rows past the
+/// last pixel repeat it, and their results are not stored).
+///
+/// # Safety
+/// `flipped` holds whole rows of `k16` values, and `p0` is below their number.
+#[inline(always)]
+unsafe fn tile_rows<const NP: usize>(flipped: &[i8], k16: usize, p0: usize) -> [*const i8; NP] {
+    let pixels = flipped.len() / k16;
+    // SAFETY: each row starts at pixel `min(p0 + j, pixels − 1)`, so at `·k16` with `k16`
+    // values after it in `flipped` (the contract).
+    std::array::from_fn(|j| unsafe { flipped.as_ptr().add((p0 + j).min(pixels - 1) * k16) })
 }
 
 /// # Safety
 /// The CPU must have dotprod.
 #[target_feature(enable = "dotprod")]
-unsafe fn run_dot(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
+unsafe fn run_dot(g: &NeonGemm, flipped: &[i8], output: &mut [u8], requant: &Requantizer) {
     // SAFETY: the CPU has dotprod (this function's contract); `run_lanes` asserts the lengths
     // it relies on.
-    unsafe { run_lanes(g, input, output, requant) }
+    unsafe { run_lanes(g, flipped, output, requant) }
 }
 
-/// The matrix product on SMULL/SADALP, tiles of 4 channels × 4 pixels.
+/// The matrix product on SMULL/SADALP, tiles of 4 channels × 4 pixels, on the pixels as
+/// [`flip`] leaves them.
 ///
 /// # Safety
 /// None beyond aarch64's NEON. The lengths are asserted here.
-unsafe fn run_widening(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
-    let (m, k, k16) = (g.m, g.k, g.k16);
+unsafe fn run_widening(g: &NeonGemm, flipped: &[i8], output: &mut [u8], requant: &Requantizer) {
+    let (m, k16) = (g.m, g.k16);
     let m4 = m.div_ceil(4) * 4;
     // What every load and store below stays inside of.
-    assert!(k > 0 && k16 >= k && k16.is_multiple_of(16), "NEON gemm: k");
+    assert!(k16 > 0 && k16.is_multiple_of(16), "NEON gemm: k");
     assert!(
         g.weights.len() >= m4 * k16 && g.bias.len() >= m4 && g.scales.len() >= m4,
         "NEON gemm: weights, bias and scales padded to whole tiles"
     );
-    let pixels = whole_pixels(input, output, k, m);
-    assert!(pixels > 0, "NEON gemm: no pixel");
-    let full = k / 16;
+    let pixels = flipped.len() / k16;
+    assert!(
+        pixels > 0 && flipped.len() == pixels * k16 && output.len() == pixels * m,
+        "NEON gemm: whole pixels in and out"
+    );
+    let steps = k16 / 16;
     let block = (L1_WEIGHT_BYTES / k16).max(4) / 4 * 4;
-    let mut tails = [[0u8; 16]; 4];
     let rounding = Rounding::new(requant);
     // SAFETY: aarch64 has NEON. With the lengths asserted above: `tile_rows` gets whole rows
-    // and `p0 < pixels`; the full 16-byte steps `s < full` read `s·16..s·16 + 16 <= k` of each
-    // row, the tail 16 bytes of `tails`; weights rows `c0 + i < m4` are read at
-    // `·k16 + s·16..+16 <= k16`, bias and scales at `c0..c0 + 4 <= m4`; output is written for
-    // pixels `p0 + j < pixels` at `(p0 + j)·m + c0`, `min(m − c0, 4)` bytes, so at most to
-    // `pixels·m`.
+    // and `p0 < pixels`; the steps `s < steps` read `s·16..s·16 + 16 <= k16` of each row and of
+    // the weights rows `c0 + i < m4` (at `·k16`), bias and scales at `c0..c0 + 4 <= m4`; output
+    // is written for pixels `p0 + j < pixels` at `(p0 + j)·m + c0`, `min(m − c0, 4)` bytes, so
+    // at most to `pixels·m`.
     unsafe {
         for block_start in (0..m).step_by(block) {
             let block_end = (block_start + block).min(m);
             for p0 in (0..pixels).step_by(4) {
-                let rows = tile_rows(input, k, p0, &mut tails);
+                let rows: [*const i8; 4] = tile_rows(flipped, k16, p0);
                 for c0 in (block_start..block_end).step_by(4) {
                     let w: [*const i8; 4] =
                         std::array::from_fn(|i| g.weights.as_ptr().add((c0 + i) * k16));
                     // The first step of k sets the accumulators, the others add to them.
-                    let tail = k > full * 16;
                     let a = w.map(|w| vld1q_s8(w));
-                    let b = if full > 0 {
-                        rows.map(|row| load_flipped(row))
-                    } else {
-                        [0, 1, 2, 3].map(|j| load_flipped(tails[j].as_ptr()))
-                    };
+                    let b = rows.map(|row| vld1q_s8(row));
                     let mut acc = [[vdupq_n_s32(0); 4]; 4];
                     for i in 0..4 {
                         for j in 0..4 {
                             acc[i][j] = widening_first(a[i], b[j]);
                         }
                     }
-                    let mut step = |a: [int8x16_t; 4], b: [int8x16_t; 4]| {
+                    for s in 1..steps {
+                        let a = w.map(|w| vld1q_s8(w.add(s * 16)));
+                        let b = rows.map(|row| vld1q_s8(row.add(s * 16)));
                         for i in 0..4 {
                             for j in 0..4 {
                                 acc[i][j] = widening_mac(acc[i][j], a[i], b[j]);
                             }
                         }
-                    };
-                    for s in 1..full {
-                        let a = w.map(|w| vld1q_s8(w.add(s * 16)));
-                        let b = rows.map(|row| load_flipped(row.add(s * 16)));
-                        step(a, b);
-                    }
-                    if tail && full > 0 {
-                        let a = w.map(|w| vld1q_s8(w.add(full * 16)));
-                        let b = [0, 1, 2, 3].map(|j| load_flipped(tails[j].as_ptr()));
-                        step(a, b);
                     }
                     // Per pixel j: the four channels' sums, then bias, scale, clamp, round.
                     let bias = vld1q_s32(g.bias.as_ptr().add(c0));
@@ -327,7 +325,7 @@ unsafe fn run_widening(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &
                     };
                     let lo = rounding.narrow(pixel(0), pixel(1));
                     let hi = rounding.narrow(pixel(2), pixel(3));
-                    let bytes = vreinterpretq_u32_u8(vqmovun_high_s16(vqmovun_s16(lo), hi));
+                    let bytes = vreinterpretq_u32_u8(rounding.bytes(lo, hi));
                     let channels = (m - c0).min(4);
                     let mut words = [0u32; 4];
                     vst1q_u32(words.as_mut_ptr(), bytes);
@@ -375,39 +373,39 @@ unsafe fn sdot_lane<const LANE: i32>(mut acc: int32x4_t, w: int8x16_t, x: int8x1
 }
 
 /// The matrix product on SDOT by element, weights packed in blocks of 16 channels (see the
-/// module docs): tiles of 16 channels × 4 pixels.
+/// module docs), on the pixels as [`flip`] leaves them: tiles of 16 channels × 4 pixels.
 ///
 /// # Safety
 /// The CPU must have dotprod. The lengths are asserted here.
 #[inline(always)]
-unsafe fn run_lanes(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Requantizer) {
+unsafe fn run_lanes(g: &NeonGemm, flipped: &[i8], output: &mut [u8], requant: &Requantizer) {
     const NP: usize = 4;
-    let (m, k, k16) = (g.m, g.k, g.k16);
+    let (m, k16) = (g.m, g.k16);
     let blocks = m.div_ceil(16);
     let groups = k16 / 4;
     // What every load and store below stays inside of.
-    assert!(k > 0 && k16 >= k && k16.is_multiple_of(16), "NEON gemm: k");
+    assert!(k16 > 0 && k16.is_multiple_of(16), "NEON gemm: k");
     assert!(
         g.weights.len() >= blocks * groups * 64
             && g.bias.len() >= blocks * 16
             && g.scales.len() >= blocks * 16,
         "NEON gemm: weights, bias and scales padded to whole blocks"
     );
-    let pixels = whole_pixels(input, output, k, m);
-    assert!(pixels > 0, "NEON gemm: no pixel");
-    let full = k / 16;
-    let tail = k > full * 16;
-    let mut tails = [[0u8; 16]; NP];
+    let pixels = flipped.len() / k16;
+    assert!(
+        pixels > 0 && flipped.len() == pixels * k16 && output.len() == pixels * m,
+        "NEON gemm: whole pixels in and out"
+    );
     let rounding = Rounding::new(requant);
     // SAFETY: the CPU has dotprod (this function's contract). With the lengths asserted above:
-    // `tile_rows` gets whole rows and `p0 < pixels`; the full 16-byte steps `s < full` read
-    // `s·16..s·16 + 16 <= k` of each row, the tail 16 bytes of `tails`; block `b < blocks`
-    // reads weights at `(b·groups + gi)·64..+64` for `gi < groups`, bias and scales at
-    // `b·16..b·16 + 16`; output is written for pixels `p0 + j < pixels` at `(p0 + j)·m + b·16`,
+    // `tile_rows` gets whole rows and `p0 < pixels`; the steps `s < k16 / 16` read
+    // `s·16..s·16 + 16 <= k16` of each row; block `b < blocks` reads weights at
+    // `(b·groups + gi)·64..+64` for `gi < groups`, bias and scales at `b·16..b·16 + 16`;
+    // output is written for pixels `p0 + j < pixels` at `(p0 + j)·m + b·16`,
     // `min(m − b·16, 16)` bytes, so at most to `pixels·m`.
     unsafe {
         for p0 in (0..pixels).step_by(NP) {
-            let rows = tile_rows(input, k, p0, &mut tails);
+            let rows: [*const i8; NP] = tile_rows(flipped, k16, p0);
             for b in 0..blocks {
                 let mut w = g.weights.as_ptr().add(b * groups * 64);
                 let ch0 = b * 16;
@@ -417,29 +415,38 @@ unsafe fn run_lanes(g: &NeonGemm, input: &[u8], output: &mut [u8], requant: &Req
                 let scale: [float32x4_t; 4] =
                     std::array::from_fn(|c| vld1q_f32(g.scales.as_ptr().add(ch0 + 4 * c)));
                 let mut acc = bias.map(|bias| [bias; NP]);
-                for s in 0..full {
-                    let x = rows.map(|row| load_flipped(row.add(s * 16)));
-                    lanes_step(&mut acc, &mut w, x);
-                }
-                if tail {
-                    let x = std::array::from_fn(|j| load_flipped(tails[j].as_ptr()));
+                for s in 0..k16 / 16 {
+                    let x = rows.map(|row| vld1q_s8(row.add(s * 16)));
                     lanes_step(&mut acc, &mut w, x);
                 }
                 let channels = (m - ch0).min(16);
-                // Per pixel, its 16 channels.
-                let by_pixel: [[int32x4_t; 4]; NP] = std::array::from_fn(|j| acc.map(|a| a[j]));
-                for (j, [a0, a1, a2, a3]) in by_pixel.into_iter().enumerate().take(pixels - p0) {
-                    let round = |acc, c: usize| rounding.round(acc, scale[c]);
-                    let lo = rounding.narrow(round(a0, 0), round(a1, 1));
-                    let hi = rounding.narrow(round(a2, 2), round(a3, 3));
-                    let bytes = vqmovun_high_s16(vqmovun_s16(lo), hi);
-                    let out = output.as_mut_ptr().add((p0 + j) * m + ch0);
-                    if channels == 16 {
-                        vst1q_u8(out, bytes);
-                    } else {
-                        let mut lanes = [0u8; 16];
-                        vst1q_u8(lanes.as_mut_ptr(), bytes);
-                        std::ptr::copy_nonoverlapping(lanes.as_ptr(), out, channels);
+                // Pixel j's 16 channels.
+                let bytes = |j: usize| {
+                    let round = |c: usize| rounding.round(acc[c][j], scale[c]);
+                    let lo = rounding.narrow(round(0), round(1));
+                    let hi = rounding.narrow(round(2), round(3));
+                    rounding.bytes(lo, hi)
+                };
+                let base = output.as_mut_ptr();
+                let out = |j: usize| base.add((p0 + j) * m + ch0);
+                let valid = (pixels - p0).min(NP);
+                if valid == NP && channels == 16 {
+                    // The whole tile, as nearly every tile is: unrolled, in registers.
+                    for j in 0..NP {
+                        vst1q_u8(out(j), bytes(j));
+                    }
+                } else {
+                    for j in 0..valid {
+                        if channels == 16 {
+                            vst1q_u8(out(j), bytes(j));
+                        } else if channels == 8 {
+                            // The last block of m = 24 or 40, say.
+                            vst1_u8(out(j), vget_low_u8(bytes(j)));
+                        } else {
+                            let mut lanes = [0u8; 16];
+                            vst1q_u8(lanes.as_mut_ptr(), bytes(j));
+                            std::ptr::copy_nonoverlapping(lanes.as_ptr(), out(j), channels);
+                        }
                     }
                 }
             }

@@ -101,6 +101,14 @@ impl Requantizer {
         (self.low, self.high)
     }
 
+    /// The clamp bounds of the output, `min` and `max`. Clamping the rounded u8 to them gives
+    /// what clamping before the rounding does, as both bounds are integers: a kernel may
+    /// narrow first and clamp 16 bytes at a time.
+    pub fn output_bounds(&self) -> (u8, u8) {
+        let zero = self.zero_point as f32;
+        ((self.low + zero) as u8, (self.high + zero) as u8)
+    }
+
     /// Whether the output may take every u8 value (no fused Relu or Clip): then saturating
     /// narrowing alone clamps, as it does for any integer.
     pub fn full_range(&self) -> bool {
