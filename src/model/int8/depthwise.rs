@@ -5,7 +5,8 @@
 //! The input is first copied inside a border whose contribution to every sum is 0, so every
 //! window lies inside the copy and the taps of each output pixel sit at fixed offsets from its
 //! first: the inner loops have no border case. The copy is of the u8 values with a border of
-//! the zero point (`(zero_point − zero_point) × w = 0`), or, for the NEON kernel, of the values
+//! the zero point (`(zero_point − zero_point) × w = 0`), or, for the NEON kernels (aarch64's,
+//! and a 32-bit ARM build's, which sums each pixel over whole rows of channels), of the values
 //! less the zero point as i16 with a border of 0: widened once per input value instead of once
 //! per tap, each tap is then one load and the multiplies. The portable kernel is the reference
 //! the SIMD ones are tested against; which one runs is the [`KernelSet`] the caller passes.
