@@ -143,17 +143,18 @@ struct Crew {
 
 impl Crew {
     fn start(helpers: usize) -> std::io::Result<Crew> {
-        let shared = Arc::new(Shared::default());
+        // Made first, so that if a spawn fails, its drop stops the helpers already started.
+        let crew = Crew {
+            shared: Arc::new(Shared::default()),
+            turn: Mutex::new(()),
+        };
         for i in 0..helpers {
-            let shared = Arc::clone(&shared);
+            let shared = Arc::clone(&crew.shared);
             std::thread::Builder::new()
                 .name(format!("pinsight-int8-{}", i + 1))
                 .spawn(move || shared.help())?;
         }
-        Ok(Crew {
-            shared,
-            turn: Mutex::new(()),
-        })
+        Ok(crew)
     }
 
     /// See [`install`].

@@ -87,8 +87,7 @@ impl DepthwiseConv {
         assert_eq!(output.len(), oh * ow * c, "depthwise output length");
         #[cfg(target_arch = "aarch64")]
         if simd::runs_on(kernels) {
-            let zero = i16::from(self.x_zero);
-            let padded = self.pad(input, (h, w), 0, |x| i16::from(x) - zero, &mut scratch.wide);
+            let padded = self.pad_centred(input, (h, w), &mut scratch.wide);
             self.convolve((h, w), output, |first, offsets, step, out| {
                 // SAFETY: the CPU runs the SIMD set (checked above); `convolve` passes a
                 // window inside `padded`.
@@ -99,8 +98,7 @@ impl DepthwiseConv {
         // A 32-bit ARM build with NEON has one kernel set, the portable one vectorised.
         #[cfg(arm_neon)]
         {
-            let zero = i16::from(self.x_zero);
-            let padded = self.pad(input, (h, w), 0, |x| i16::from(x) - zero, &mut scratch.wide);
+            let padded = self.pad_centred(input, (h, w), &mut scratch.wide);
             self.convolve((h, w), output, |first, offsets, step, out| {
                 self.arm_neon_run(padded, first, offsets, step, out, kernels)
             });
@@ -158,6 +156,19 @@ impl DepthwiseConv {
             }
         });
         padded
+    }
+
+    /// [`Self::pad`] into the NEON kernels' copy: the values less the zero point, as i16, in a
+    /// border of 0.
+    #[cfg(any(target_arch = "aarch64", arm_neon))]
+    fn pad_centred<'a>(
+        &self,
+        input: &[u8],
+        (h, w): (usize, usize),
+        scratch: &'a mut Vec<i16>,
+    ) -> &'a [i16] {
+        let zero = i16::from(self.x_zero);
+        self.pad(input, (h, w), 0, |x| i16::from(x) - zero, scratch)
     }
 
     /// The output rows of the padded copy of an `h` × `w` input, split over the threads, each

@@ -109,12 +109,6 @@ impl Requantizer {
         ((self.low + zero) as u8, (self.high + zero) as u8)
     }
 
-    /// Whether the output may take every u8 value (no fused Relu or Clip): then saturating
-    /// narrowing alone clamps, as it does for any integer.
-    pub fn full_range(&self) -> bool {
-        self.low == -(self.zero_point as f32) && self.high == (255 - self.zero_point) as f32
-    }
-
     /// One value of channel `c`.
     #[inline(always)]
     pub fn one(&self, acc: i32, c: usize) -> u8 {
